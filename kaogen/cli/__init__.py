@@ -1,0 +1,1 @@
+"""The `kaogen` command line: a thin layer of click commands over the library."""

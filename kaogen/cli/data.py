@@ -1,0 +1,78 @@
+"""`kaogen data download | verify | info`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kaogen.cli.common import config_option
+
+
+@click.group()
+def data():
+    """KaoKore data: download over IIIF, verify, describe."""
+
+
+@data.command()
+@config_option
+@click.option("--root", required=True, type=click.Path(file_okay=False), help="KaoKore root folder (created if needed).")
+@click.option("--version", "version", type=click.Choice(["1.0", "1.1", "1.2", "1.3"]), default="1.3", show_default=True,
+              help="Dataset version (metadata folder of the official repository).")
+@click.option("--size", type=click.IntRange(16, 4096), default=256, show_default=True,
+              help="Ask the IIIF server for the same region at this size, into ROOT/images_SIZE/.")
+@click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Parallel connections.")
+@click.option("--metadata", type=click.Path(file_okay=False), default=None,
+              help="Local folder holding labels.csv, urls.txt, ... instead of fetching them (offline).")
+@click.option("--mirror", default=None, help="Replace scheme and host of every image URL (mirror, proxy, tests).")
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True, help="Seconds per request.")
+@click.option("--retries", type=click.IntRange(0, 50), default=5, show_default=True, help="Retries of a transient failure.")
+@click.option("--backoff", type=click.FloatRange(0, 60), default=1.0, show_default=True,
+              help="First retry delay in seconds (doubled each retry).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def download(**kw):
+    """Download KaoKore metadata and faces (resumable; re-run to fetch what is missing)."""
+    from kaogen.data.download import DownloadOptions, download as run
+
+    report = run(DownloadOptions(**kw))
+    click.echo(report.summary())
+    for f in report.failed[:20]:
+        click.echo(f"  failed {f.image}: {f.reason}  {f.url}", err=True)
+    if len(report.failed) > 20:
+        click.echo(f"  ... and {len(report.failed) - 20} more", err=True)
+    if report.failed:
+        click.echo(f"report: {kw['root']}/download_report_{kw['size']}.json", err=True)
+    sys.exit(0 if report.complete else 1)
+
+
+@data.command()
+@click.option("--root", required=True, type=click.Path(file_okay=False), help="KaoKore root folder.")
+@click.option("--size", type=int, default=256, show_default=True, help="Which download to check: ROOT/images_SIZE/.")
+def verify(root, size):
+    """Check that every labelled image is present and decodable (exit 1 if not)."""
+    from kaogen.data.inspect import verify as run
+
+    r = run(root, size)
+    for name in r.missing[:20]:
+        click.echo(f"missing {name}")
+    for name in r.corrupt[:20]:
+        click.echo(f"corrupt {name}")
+    for p in r.problems[:20]:
+        click.echo(f"metadata: {p}")
+    click.echo(f"{r.checked} labelled images: {r.checked - len(r.missing) - len(r.corrupt)} good, "
+               f"{len(r.missing)} missing, {len(r.corrupt)} corrupt")
+    sys.exit(0 if r.ok else 1)
+
+
+@data.command()
+@click.option("--root", required=True, type=click.Path(file_okay=False), help="KaoKore root folder.")
+@click.option("--size", type=int, default=256, show_default=True, help="Which download to describe: ROOT/images_SIZE/.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def info(root, size, as_json):
+    """Counts per split and label, image sizes, and the experts' tag vocabularies."""
+    import json
+
+    from kaogen.data.inspect import format_info, info as run
+
+    d = run(root, size)
+    click.echo(json.dumps(d, ensure_ascii=False, indent=2) if as_json else format_info(d))

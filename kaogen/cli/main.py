@@ -1,0 +1,33 @@
+"""`kaogen`: entry point. Sub-commands live in one module per part; heavy imports happen inside them."""
+
+from __future__ import annotations
+
+import click
+
+from kaogen import __version__
+from kaogen.cli.common import KaogenGroup
+from kaogen.cli.data import data
+from kaogen.cli.render import render
+
+
+@click.group(cls=KaogenGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="kaogen")
+def cli():
+    """kaogen: generative art for pre-modern Japanese painting (KaoKore).
+
+    \b
+    Data:      kaogen data download | verify | info
+    Renderer:  kaogen render PAINTING.json -o OUT.gif|mp4|webp|png|svg|DIR
+    """
+
+
+cli.add_command(data)
+cli.add_command(render)
+
+
+def main() -> None:
+    cli(prog_name="kaogen")
+
+
+if __name__ == "__main__":
+    main()

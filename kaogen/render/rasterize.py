@@ -1,0 +1,93 @@
+"""Exact rasteriser: anti-aliased stroke alpha at any resolution, on whatever device the strokes are.
+
+    crops = rasterize_crops(strokes, H, W)     # per-stroke windows: cheap, for compositing paintings
+    alpha = rasterize(strokes, H, W)           # (..., H, W) full canvases, for batched agents
+
+Strokes are grouped by the size of their bounding box (sorted, about `budget` window pixels per
+group), so small strokes are not evaluated over the window of the largest one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from kaogen.render import strokes as S
+from kaogen.render.coverage import Windows, alpha_in_windows, hard_ramp, stroke_windows
+
+
+@dataclass
+class StrokeCrop:
+    """Alpha of one stroke inside its window: alpha (h, w) at rows top.., columns left.."""
+    alpha: torch.Tensor
+    top: int
+    left: int
+
+
+def _groups(s: torch.Tensor, H: int, W: int, budget: int) -> list[torch.Tensor]:
+    """Index groups of strokes of similar bounding-box area, about `budget` window pixels each.
+
+    Small groups keep the per-pixel temporaries in cache (measured fastest on CPU around 64k);
+    sorting by area keeps a group's common window close to each member's own.
+    """
+    p0, p1, p2 = S.points(s.detach())
+    pts = torch.stack([p0, p1, p2], 1)                                               # (M, 3, 2)
+    ext = (pts.amax(1) - pts.amin(1)) * torch.tensor([W, H], dtype=s.dtype, device=s.device)
+    ext = ext + 2 * S.radius(s.detach()).amax(-1, keepdim=True) * min(H, W) + 2
+    area = ext.clamp(max=max(H, W)).prod(-1)
+    order = torch.argsort(area, descending=True)
+    groups, start, areas = [], 0, area[order].tolist()
+    while start < len(order):
+        n = max(1, int(budget // max(areas[start], 1.0)))
+        groups.append(order[start:start + n])
+        start += n
+    return groups
+
+
+@torch.no_grad()
+def rasterize_crops(s: torch.Tensor, H: int, W: int, budget: int = 65536) -> list[StrokeCrop]:
+    """Alpha of every stroke in its own window.
+
+    Args:  s (M, 13) strokes in [0, 1] (canvas units); H, W canvas size in pixels.
+    Returns: M StrokeCrops, in the order of `s`; alpha values in [0, 1].
+    """
+    s = S.check_strokes(s).reshape(-1, S.NUM_FIELDS)
+    out: list[StrokeCrop | None] = [None] * len(s)
+    for idx in _groups(s, H, W, budget):
+        g = s[idx]
+        win = stroke_windows(g, H, W, margin=1.0)
+        a = alpha_in_windows(g, win, H, W, hard_ramp)
+        tops, lefts = win.top.tolist(), win.left.tolist()
+        for j, i in enumerate(idx.tolist()):
+            out[i] = StrokeCrop(a[j], tops[j], lefts[j])
+    return out  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def rasterize(s: torch.Tensor, H: int, W: int | None = None, budget: int = 65536) -> torch.Tensor:
+    """Full-canvas alpha of every stroke.
+
+    Args:  s (..., 13) strokes; H, W canvas size (W defaults to H).
+    Returns: (..., H, W) alpha in [0, 1], same device and dtype as `s`.
+    """
+    W = H if W is None else W
+    lead = s.shape[:-1]
+    flat = S.check_strokes(s).reshape(-1, S.NUM_FIELDS)
+    full = torch.zeros(len(flat), H * W, device=s.device, dtype=s.dtype)
+    for idx in _groups(flat, H, W, budget):
+        g = flat[idx]
+        win = stroke_windows(g, H, W, margin=1.0)
+        a = alpha_in_windows(g, win, H, W, hard_ramp)
+        full[idx] = _place(a, win, H, W)
+    return full.reshape(*lead, H, W)
+
+
+def _place(a: torch.Tensor, win: Windows, H: int, W: int) -> torch.Tensor:
+    """Scatter window crops (M, h, w) into flat full canvases (M, H*W); differentiable in `a`."""
+    M = a.shape[0]
+    rows = win.top[:, None] + torch.arange(win.h, device=a.device)                  # (M, h)
+    cols = win.left[:, None] + torch.arange(win.w, device=a.device)                 # (M, w)
+    flat_idx = (rows[:, :, None] * W + cols[:, None, :]).reshape(M, -1)            # (M, h*w)
+    zeros = torch.zeros(M, H * W, device=a.device, dtype=a.dtype)
+    return zeros.scatter(1, flat_idx, a.reshape(M, -1))

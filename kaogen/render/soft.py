@@ -1,0 +1,46 @@
+"""Differentiable soft rasteriser: stroke alpha with gradients for every stroke parameter.
+
+The exact rasteriser's edge is ramp(x) = clamp(x + 1/2, 0, 1) with x = radius - distance (px).
+Here it is convolved with a logistic of scale `softness` (px):
+
+    soft_ramp(x) = s * softplus((x + 1/2) / s) - s * softplus((x - 1/2) / s)
+
+which tends to the exact ramp as s -> 0 (|difference| <= 2 s log 2), has non-zero slope everywhere
+(gradients reach strokes that miss their target by a few pixels), and lies in [0, 1].
+Gradients flow to points, radii and opacities through the distance field; colour enters in
+compositing. Windows (from detached parameters) carry a margin of 8 * softness px, beyond which the
+logistic tail is below 4e-4.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from kaogen.render import strokes as S
+from kaogen.render.coverage import alpha_in_windows, hard_ramp, stroke_windows
+from kaogen.render.rasterize import _place
+
+
+def soft_ramp(x: torch.Tensor, softness: float) -> torch.Tensor:
+    if softness <= 0:
+        return hard_ramp(x.clone())
+    return softness * (F.softplus((x + 0.5) / softness) - F.softplus((x - 0.5) / softness))
+
+
+def soft_rasterize(s: torch.Tensor, H: int, W: int | None = None, softness: float = 0.5) -> torch.Tensor:
+    """Full-canvas, differentiable alpha of every stroke.
+
+    Args:
+        s:         (..., 13) strokes (requires_grad as needed)
+        H, W:      canvas size in pixels (W defaults to H)
+        softness:  logistic scale of the edge in px (0 gives the exact rasteriser's values)
+    Returns:
+        (..., H, W) alpha in [0, 1]
+    """
+    W = H if W is None else W
+    lead = s.shape[:-1]
+    flat = S.check_strokes(s).reshape(-1, S.NUM_FIELDS)
+    win = stroke_windows(flat, H, W, margin=1.0 + 8.0 * softness)
+    a = alpha_in_windows(flat, win, H, W, lambda x: soft_ramp(x, softness), eps=1e-8)
+    return _place(a, win, H, W).reshape(*lead, H, W)

@@ -1,0 +1,48 @@
+"""Shared fixtures: the real KaoKore material in ../shared (skipped when absent), tiny roots."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "kaokore"
+V13 = SHARED / "v1.3"
+SAMPLES = SHARED / "samples"
+
+
+@pytest.fixture
+def v13() -> Path:
+    if not (V13 / "labels.csv").is_file():
+        pytest.skip("../shared/kaokore/v1.3 is not present")
+    return V13
+
+
+@pytest.fixture
+def samples() -> Path:
+    if not (SAMPLES / "labels.csv").is_file():
+        pytest.skip("../shared/kaokore/samples is not present")
+    return SAMPLES
+
+
+@pytest.fixture
+def sample_root(tmp_path: Path, samples: Path) -> Path:
+    """A KaoKore root built from the 30 real sample faces: labels, tags, a split, images_256/."""
+    root = tmp_path / "kaokore"
+    (root / "images_256").mkdir(parents=True)
+    rows = list(csv.DictReader((samples / "labels.csv").open()))
+    works = ["病草子", "絵本徒然草", "源氏物語"]
+    with (root / "labels.csv").open("w", newline="") as f, (root / "original_tags.txt").open("w") as t, \
+            (root / "urls.txt").open("w") as u:
+        w = csv.writer(f)
+        w.writerow(["image", "gender", "status", "set"])
+        for i, row in enumerate(rows):
+            name = f"{i:08d}.jpg"
+            shutil.copyfile(samples / row["image"], root / "images_256" / name)
+            split = "train" if i % 5 < 3 else "dev" if i % 5 == 3 else "test"
+            w.writerow([name, row["gender"], row["status"], split])
+            t.write(f"{name}:原典={works[i % 3]};向き={'横' if i % 2 else '四分の三'};所蔵=京都大学;制作年=\n")
+            u.write(f"http://iiif.example.org/iiif/work/{i}.tif/0,0,100,100/256,256/0/default.jpg\n")
+    return root

@@ -1,0 +1,118 @@
+"""Config, checkpoints, atomic writes, devices, run folders."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from kaogen.atomic import atomic_path, clean_stale_temporaries
+from kaogen.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from kaogen.config import from_dict, load_config
+from kaogen.device import resolve_device
+from kaogen.errors import KaogenError
+from kaogen.runs import next_run_dir, record_run
+
+
+@dataclass
+class Inner:
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
+
+
+@dataclass
+class Cfg:
+    steps: int = 10
+    name: str = "x"
+    opt: Inner = field(default_factory=Inner)
+
+
+def test_config_file_then_flags(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('steps = 5\nname = "file"\n[opt]\nlr = 2\n')
+    cfg = load_config(Cfg, f, name="flag", steps=None)
+    assert cfg.steps == 5 and cfg.name == "flag" and cfg.opt.lr == 2.0 and isinstance(cfg.opt.lr, float)
+
+
+@pytest.mark.parametrize("data, word", [
+    ({"stepz": 1}, "stepz"), ({"steps": "ten"}, "steps"), ({"opt": {"lrr": 1}}, "opt.lrr"),
+    ({"opt": {"betas": [1, "a"]}}, "opt.betas"), ({"steps": True}, "steps"),
+])
+def test_config_errors_name_the_key(data, word):
+    with pytest.raises(KaogenError, match=word.replace(".", r"\.")):
+        from_dict(Cfg, data)
+
+
+def test_config_bad_toml(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("steps = = 1")
+    with pytest.raises(KaogenError, match="not valid TOML"):
+        load_config(Cfg, f)
+
+
+def test_checkpoint_round_trip_and_half(tmp_path):
+    net = torch.nn.Linear(64, 64)
+    ck = Checkpoint("test", {"width": 3}, {"net": net.state_dict(), "step": torch.tensor(7)}, {"cmd": "x"})
+    p = save_checkpoint(tmp_path / "a.pt", ck)
+    back = load_checkpoint(p, kind="test")
+    assert back.config == {"width": 3} and back.meta["cmd"] == "x"
+    assert torch.equal(back.state["net"]["weight"], net.weight.detach())
+    save_checkpoint(tmp_path / "h.pt", ck, half=True)
+    h = load_checkpoint(tmp_path / "h.pt")
+    assert h.state["net"]["weight"].dtype == torch.float32
+    assert torch.allclose(h.state["net"]["weight"], net.weight.detach(), atol=1e-3)
+    assert h.state["step"].dtype == torch.int64
+    assert (tmp_path / "h.pt").stat().st_size < (tmp_path / "a.pt").stat().st_size
+
+
+def test_checkpoint_errors(tmp_path):
+    ck = Checkpoint("gan", {}, {"w": torch.ones(100)})
+    p = save_checkpoint(tmp_path / "a.pt", ck)
+    with pytest.raises(KaogenError, match="'gan' checkpoint, but a 'painter'"):
+        load_checkpoint(p, kind="painter")
+    trunc = tmp_path / "t.pt"
+    trunc.write_bytes(p.read_bytes()[:200])
+    with pytest.raises(KaogenError, match="t.pt is not a readable"):
+        load_checkpoint(trunc)
+    foreign = tmp_path / "f.pt"
+    torch.save({"weights": torch.ones(2)}, foreign)
+    with pytest.raises(KaogenError, match="not a kaogen checkpoint"):
+        load_checkpoint(foreign)
+    evil = tmp_path / "e.pt"
+    buf = io.BytesIO()
+    torch.save({"format": "kaogen-checkpoint", "obj": Inner()}, buf)  # a pickled class: code, refused
+    evil.write_bytes(buf.getvalue())
+    with pytest.raises(KaogenError, match="pickled code"):
+        load_checkpoint(evil)
+    with pytest.raises(KaogenError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_atomic_path_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+    (tmp_path / ".x.tmp-abc.jpg").write_text("stale")
+    assert clean_stale_temporaries(tmp_path) == 1
+
+
+def test_device_and_runs(tmp_path):
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(KaogenError, match="no CUDA"):
+            resolve_device("cuda")
+    a = next_run_dir(tmp_path, "kaokore 256")
+    b = next_run_dir(tmp_path, "kaokore 256")
+    assert a.name == "00000-kaokore-256" and b.name == "00001-kaokore-256"
+    record_run(a, {"x": 1}, ["kaogen", "train", "--x", "1"])
+    assert json.loads((a / "config.json").read_text()) == {"x": 1}
+    assert (a / "command.txt").read_text().strip() == "kaogen train --x 1"
