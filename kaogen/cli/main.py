@@ -7,6 +7,7 @@ import click
 from kaogen import __version__
 from kaogen.cli.common import KaogenGroup
 from kaogen.cli.data import data
+from kaogen.cli.demo import demo
 from kaogen.cli.render import render
 
 
@@ -18,10 +19,12 @@ def cli():
     \b
     Data:      kaogen data download | verify | info
     Renderer:  kaogen render PAINTING.json -o OUT.gif|mp4|webp|png|svg|DIR
+    Demo:      kaogen demo -o kaogen-demo   (offline)
     """
 
 
 cli.add_command(data)
+cli.add_command(demo)
 cli.add_command(render)
 
 

@@ -20,8 +20,10 @@ a candidate (near-straight curves make the cubic ill-conditioned), the closest c
 polished by one Newton step. The cost per pixel is fixed, whatever the stroke's length or the
 resolution, and coverage is evaluated only inside each stroke's bounding window.
 
-t* is computed without gradients; d, r(t*), w(t*) are then evaluated with them. Since t* minimises
-the distance, the envelope theorem makes these gradients exact.
+t* is computed without gradients; d, r(t*), w(t*) are then evaluated with them, and t* gets its
+gradient from the implicit function theorem (it moves with the curve, carrying r(t*) and w(t*)
+along). Where two arms of a bent, tapered stroke are equally close, t* jumps and alpha with it:
+the model is continuous everywhere else.
 """
 
 from __future__ import annotations
@@ -152,6 +154,8 @@ def alpha_in_windows(
     ys = (win.top.to(s.dtype)[:, None] + torch.arange(win.h, device=s.device, dtype=s.dtype) + 0.5)[:, :, None]
     t = closest_parameter(s.detach(), xs, ys, H, W)                                # (M, h, w)
     p0, a, b = _curve_px(s, H, W)
+    if s.requires_grad:
+        t = _implicit_gradient(t, p0, a, b, xs, ys)
     qx = _e(p0[:, 0]) - xs + (2 * _e(a[:, 0]) + _e(b[:, 0]) * t) * t
     qy = _e(p0[:, 1]) - ys + (2 * _e(a[:, 1]) + _e(b[:, 1]) * t) * t
     d2 = qx * qx + qy * qy
@@ -161,6 +165,22 @@ def alpha_in_windows(
     r = _e(rad[:, 0]) + (_e(rad[:, 1]) - _e(rad[:, 0])) * t
     w = _e(op[:, 0]) + (_e(op[:, 1]) - _e(op[:, 0])) * t
     return ramp(r - d) * w
+
+
+def _implicit_gradient(t, p0, a, b, xs, ys):
+    """Give t* its gradient by the implicit function theorem; its value is unchanged.
+
+    t* solves g(t) = (B(t) - p) . B'(t) = 0, so dt*/dtheta = -(dg/dtheta) / (dg/dt). Tapered strokes
+    need it: r(t*) and w(t*) move with t*. Where t* is clamped to an end (0 or 1) it does not move.
+    """
+    qx = _e(p0[:, 0]) - xs + (2 * _e(a[:, 0]) + _e(b[:, 0]) * t) * t
+    qy = _e(p0[:, 1]) - ys + (2 * _e(a[:, 1]) + _e(b[:, 1]) * t) * t
+    tx, ty = 2 * (_e(a[:, 0]) + _e(b[:, 0]) * t), 2 * (_e(a[:, 1]) + _e(b[:, 1]) * t)
+    g = qx * tx + qy * ty
+    gt = (tx * tx + ty * ty + 2 * (qx * _e(b[:, 0]) + qy * _e(b[:, 1]))).detach()
+    interior = (t > 0) & (t < 1) & (gt > 1e-6)
+    step = torch.where(interior, -g / gt.clamp(min=1e-6), torch.zeros_like(g))
+    return t + (step - step.detach())
 
 
 def hard_ramp(x: torch.Tensor) -> torch.Tensor:

@@ -28,19 +28,23 @@ def soft_ramp(x: torch.Tensor, softness: float) -> torch.Tensor:
     return softness * (F.softplus((x + 0.5) / softness) - F.softplus((x - 0.5) / softness))
 
 
-def soft_rasterize(s: torch.Tensor, H: int, W: int | None = None, softness: float = 0.5) -> torch.Tensor:
+def soft_rasterize(s: torch.Tensor, H: int, W: int | None = None, softness: float = 0.5,
+                   margin: float | None = None) -> torch.Tensor:
     """Full-canvas, differentiable alpha of every stroke.
 
     Args:
         s:         (..., 13) strokes (requires_grad as needed)
         H, W:      canvas size in pixels (W defaults to H)
         softness:  logistic scale of the edge in px (0 gives the exact rasteriser's values)
+        margin:    px around each stroke's box that is evaluated (default 1 + 8 * softness); the
+                   alpha beyond it is taken as 0. A margin >= the canvas size evaluates every pixel,
+                   which makes alpha exactly continuous in the parameters (gradcheck).
     Returns:
         (..., H, W) alpha in [0, 1]
     """
     W = H if W is None else W
     lead = s.shape[:-1]
     flat = S.check_strokes(s).reshape(-1, S.NUM_FIELDS)
-    win = stroke_windows(flat, H, W, margin=1.0 + 8.0 * softness)
+    win = stroke_windows(flat, H, W, margin=1.0 + 8.0 * softness if margin is None else margin)
     a = alpha_in_windows(flat, win, H, W, lambda x: soft_ramp(x, softness), eps=1e-8)
     return _place(a, win, H, W).reshape(*lead, H, W)
