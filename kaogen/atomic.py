@@ -1,7 +1,7 @@
 """Atomic file writes: write to a temporary sibling, fsync, then rename over the target.
 
 A reader (or a resumed run) never sees a half-written file: either the old file, or the new one.
-Temporary files are named `.NAME.tmp-XXXX.SUFFIX` so that writers which pick a format from the
+Temporary files are named `.NAME.tmp-<random>.SUFFIX` so that writers which pick a format from the
 suffix (imageio, PIL) still work, and so that `clean_stale_temporaries` can find leftovers of a
 killed process.
 """

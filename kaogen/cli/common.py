@@ -7,7 +7,6 @@ the command line override it, and an unknown key is an error.
 
 from __future__ import annotations
 
-import functools
 import sys
 
 import click
@@ -76,16 +75,3 @@ def refuse_overwrite(path, force: bool) -> None:
 
 
 force_option = click.option("--force", is_flag=True, default=False, help="Overwrite an existing output.")
-
-
-def wraps_library(f):
-    """Decorator for command bodies: KaogenError -> click error (for commands outside KaogenGroup)."""
-
-    @functools.wraps(f)
-    def run(*args, **kwargs):
-        try:
-            return f(*args, **kwargs)
-        except KaogenError as e:
-            raise click.ClickException(str(e)) from None
-
-    return run
