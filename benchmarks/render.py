@@ -28,6 +28,7 @@ from PIL import Image  # noqa: E402
 
 from kaogen.render import ExportOptions, Painting, export, rasterize, soft_rasterize  # noqa: E402
 from kaogen.render.demo import demo_painting  # noqa: E402
+from kaogen.render.export import frame_plan  # noqa: E402
 from kaogen.render.strokes import random_strokes  # noqa: E402
 
 
@@ -86,7 +87,8 @@ def main() -> None:
                 t0 = time.perf_counter()
                 export(p, out, ExportOptions(size=size))
                 dt = time.perf_counter() - t0
-                rows.append((f"export {suffix[1:]} {size}^2", "cpu", "200 strokes, 68 frames",
+                frames = -(-len(p) // frame_plan(len(p), None)) + 1
+                rows.append((f"export {suffix[1:]} {size}^2", "cpu", f"{len(p)} strokes, {frames} frames",
                              f"{dt:.2f} s, {out.stat().st_size / 1024:,.0f} KB"))
                 out.unlink()
         gif, png = Path(tmp) / "q.gif", Path(tmp) / "q.png"

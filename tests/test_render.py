@@ -201,13 +201,17 @@ def test_gif_export(tmp_path, painting):
     png = np.asarray(Image.open(export(painting, tmp_path / "a.png", ExportOptions(size=64))))
     with Image.open(out) as im:
         assert im.n_frames == 11
-        durations, palettes = [], set()
+        durations, palettes, decoded = [], set(), []
         for i in range(im.n_frames):
             im.seek(i)
             durations.append(im.info["duration"])
             if im.palette is not None:
                 palettes.add(bytes(im.palette.palette))
-        last = np.asarray(im.convert("RGB"))
+            decoded.append(np.asarray(im.convert("RGB")))
+        last = decoded[-1]
+    # Every frame (drawn over the previous one through the transparent index) shows its stage.
+    stages = [(c.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8) for _, c in painting.stages(64, 4)]
+    assert len(stages) == len(decoded) and min(psnr(a, b) for a, b in zip(decoded, stages)) > 30
     assert min(durations) >= 20 and durations[-1] == 1500
     assert len(palettes) == 1                       # one global palette: no flicker
     assert psnr(last, png) > 30

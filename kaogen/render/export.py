@@ -75,13 +75,23 @@ def global_palette(frames: list[np.ndarray], colors: int = 256) -> Image.Image:
 
 
 def write_gif(frames: list[np.ndarray], path: Path, fps: float, hold: float) -> None:
-    pal = global_palette(frames)
-    images = [Image.fromarray(f).quantize(palette=pal, dither=Image.Dither.NONE) for f in frames]
+    """Global 255-colour palette; index 255 is transparent and marks pixels unchanged since the
+    previous frame (with disposal 1 they show through), which compresses far better than repainting."""
+    pal = global_palette(frames, colors=255)
+    idx = [np.asarray(Image.fromarray(f).quantize(palette=pal, dither=Image.Dither.NONE)) for f in frames]
+    palette = pal.getpalette()[: 255 * 3] + [0, 0, 0]
+    images = []
+    for i, a in enumerate(idx):
+        if i > 0:
+            a = np.where(a == idx[i - 1], 255, a).astype(np.uint8)
+        im = Image.fromarray(a, "P")
+        im.putpalette(palette)
+        images.append(im)
     delay = max(20, int(round(1000 / fps / 10)) * 10)            # GIF counts centiseconds; < 20 ms is clamped by browsers
     durations = [delay] * (len(images) - 1) + [max(delay, int(round(hold * 1000 / 10)) * 10)]
     with atomic_path(path) as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations,
-                       loop=0, optimize=False, disposal=1)
+                       loop=0, optimize=False, disposal=1, transparency=255)
 
 
 def write_webp(frames: list[np.ndarray], path: Path, fps: float, hold: float) -> None:
