@@ -41,14 +41,13 @@ def _check_value(where: str, tp: Any, value: Any) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for a in args:
             if a is type(None):
                 continue
             try:
                 return _check_value(where, a, value)
-            except KaogenError as e:
-                errors.append(str(e))
+            except KaogenError:
+                pass
         raise KaogenError(f"config key '{where}' has a value of the wrong type: {value!r}")
     if origin is typing.Literal:
         if value not in typing.get_args(tp):

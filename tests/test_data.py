@@ -88,8 +88,9 @@ def test_malformed_rows_are_skipped_and_counted(tmp_path):
     assert len(problems) == 5 and any("plain file name" in p for p in problems)
     with pytest.raises(KaogenError, match="does not exist"):
         load_metadata(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(KaogenError, match="no labels.csv"):
-        load_metadata(tmp_path / "sub" if (tmp_path / "sub").mkdir() is None else tmp_path)
+        load_metadata(tmp_path / "empty")
 
 
 def test_kaokore_dataset_on_sample_root(sample_root):

@@ -241,7 +241,6 @@ def download_images(opts: DownloadOptions) -> DownloadReport:
         jobs.append((name, url))
 
     counter = [0]
-    lock = threading.Lock()
     stop = threading.Event()
 
     def work(name: str, url: str) -> str:
@@ -263,12 +262,10 @@ def download_images(opts: DownloadOptions) -> DownloadReport:
         for fut in as_completed(futures):
             name, url = futures[fut]
             try:
-                kind = fut.result()
-                with lock:
-                    if kind == "present":
-                        report.present += 1
-                    else:
-                        report.fetched += 1
+                if fut.result() == "present":
+                    report.present += 1
+                else:
+                    report.fetched += 1
             except _Permanent as e:
                 report.failed.append(Failure(name, url, str(e)))
             if bar is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,10 +47,6 @@ class Metadata:
     records: list[Record]
     urls: list[str]
     problems: list[str]         # one line per skipped row
-
-    @property
-    def works(self) -> Counter:
-        return Counter(r.tags.get("work", "") for r in self.records)
 
 
 def check_image_name(name: str) -> str:

