@@ -8,6 +8,8 @@ from kaogen import __version__
 from kaogen.cli.common import KaogenGroup
 from kaogen.cli.data import data
 from kaogen.cli.demo import demo
+from kaogen.cli.paint import paint
+from kaogen.cli.l2p import train_l2p, train_renderer_cmd
 from kaogen.cli.render import render
 
 
@@ -19,6 +21,7 @@ def cli():
     \b
     Data:      kaogen data download | verify | info
     Renderer:  kaogen render PAINTING.json -o OUT.gif|mp4|webp|png|svg|DIR
+    Painting:  kaogen paint --method l2p IMAGE -o OUT.gif   (train: kaogen train-l2p, train-renderer)
     Demo:      kaogen demo -o kaogen-demo   (offline)
     """
 
@@ -26,6 +29,9 @@ def cli():
 cli.add_command(data)
 cli.add_command(demo)
 cli.add_command(render)
+cli.add_command(train_l2p)
+cli.add_command(paint)
+cli.add_command(train_renderer_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,79 @@
+"""`kaogen paint --method l2p IMAGE|FOLDER -o OUT`: paint pictures with a trained agent and export the sequence."""
+
+from __future__ import annotations
+
+import click
+
+from kaogen.cli.common import common_options, force_option, refuse_overwrite
+
+
+@click.command()
+@common_options
+@click.argument("image", type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(),
+              help="Output (.gif .mp4 .webp .png .jpg .svg, or a folder of frames); for a folder IMAGE, a folder.")
+@click.option("--method", type=click.Choice(["l2p"]), default="l2p", show_default=True,
+              help="l2p: the Learning to Paint agent.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Agent checkpoint [default: the shipped checkpoints/l2p-agent.pt].")
+@click.option("--steps", type=click.IntRange(1, 10000), default=None,
+              help="Actions per pass (5 strokes each) [default: the agent's, 40].")
+@click.option("--divide", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="After the whole image, paint a K x K grid of patches for detail.")
+@click.option("--refine", type=click.IntRange(0, 100000), default=0, show_default=True,
+              help="Gradient steps on all strokes through the differentiable rasteriser.")
+@click.option("--size", type=int, default=512, show_default=True, help="Longer side of the output in pixels.")
+@click.option("--save-strokes", type=click.Path(), default=None,
+              help="Write the painting (JSON) here; for a folder IMAGE, a folder of JSON files.")
+@click.option("--side-by-side", is_flag=True, default=False, help="Show the input left of every frame.")
+@click.option("--fps", type=float, default=12.0, show_default=True)
+@click.option("--hold", type=float, default=2.0, show_default=True, help="Seconds the finished painting is held.")
+@click.option("--strokes-per-frame", type=int, default=None, help="[default: about 60 frames].")
+@click.option("--format", "fmt", type=click.Choice(["gif", "mp4", "webp", "png", "svg"]), default="gif",
+              show_default=True, help="Output type per image when IMAGE is a folder.")
+@click.option("--batch", type=click.IntRange(1, 4096), default=32, show_default=True,
+              help="Images painted together when IMAGE is a folder.")
+@force_option
+def paint(image, out, method, checkpoint, steps, divide, refine, size, save_strokes, side_by_side, fps, hold,
+          strokes_per_frame, fmt, batch, force, device, seed):
+    """Paint IMAGE (any picture; or a folder of them) stroke by stroke and export the painting sequence."""
+    from pathlib import Path
+
+    import torch
+
+    from kaogen.device import resolve_device
+    from kaogen.errors import KaogenError
+    from kaogen.images import list_images, load_rgb
+    from kaogen.l2p import Agent, PaintOptions
+    from kaogen.l2p import paint as paint_images
+    from kaogen.render.export import ExportOptions, export
+
+    src, dst = Path(image), Path(out)
+    if not src.exists():
+        raise KaogenError(f"{src} does not exist")
+    if src.is_dir():
+        inputs = list_images(src)
+        if not inputs:
+            raise KaogenError(f"no images in {src}")
+        outs = [dst / f"{p.stem}.{fmt}" for p in inputs]
+        jsons = [Path(save_strokes) / f"{p.stem}.json" for p in inputs] if save_strokes else [None] * len(inputs)
+    else:
+        inputs, outs, jsons = [src], [dst], [Path(save_strokes) if save_strokes else None]
+    for o in outs + [j for j in jsons if j]:
+        refuse_overwrite(o, force)
+    images = [load_rgb(p) for p in inputs]            # every input decodes before anything is written
+    torch.manual_seed(seed)
+    dev = resolve_device(device)
+    agent = Agent.load(checkpoint, device=dev)
+    opts = PaintOptions(steps=steps, divide=divide, refine=refine)
+    for folder in {o.parent for o in outs} | {j.parent for j in jsons if j}:
+        folder.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(images), batch):
+        chunk = slice(start, start + batch)
+        paintings = paint_images(agent, images[chunk], opts, sources=[str(p) for p in inputs[chunk]])
+        for p, path_in, o, j in zip(paintings, inputs[chunk], outs[chunk], jsons[chunk]):
+            if j:
+                p.save(j)
+            export(p, o, ExportOptions(size=size, fps=fps, hold=hold, strokes_per_frame=strokes_per_frame,
+                                       side_by_side=str(path_in) if side_by_side else None, device=dev))
+            click.echo(f"wrote {o} ({len(p)} strokes)")

@@ -1,0 +1,150 @@
+"""Model-based DDPG (Learning to Paint, section 3): one update of discriminator, critic and actor.
+
+State s = (canvas C, target T, step t). The actor proposes K strokes a; the differentiable stroke
+model paints them: C' = paint(C, a). With r(C, C', T) the reward (WGAN: D(C', T) - D(C, T); or L2:
+scale * (|C - T|^2 - |C' - T|^2)), the critic V estimates the discounted return after the action from
+(C, C', T, t + 1), and
+
+    Q(s, a) = r(C, C', T) + V(C, C', T, t + 1)
+    critic:  V(s, a) -> gamma * (1 - done) * Q_target(s', actor_target(s'))   (MSE; s' from the replay)
+    actor:   maximise Q(s, actor(s)), the gradient flowing through V and r into C' and into a.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from kaogen.l2p.config import TrainConfig
+from kaogen.l2p.networks import Actor, Critic, Discriminator, coord_planes
+from kaogen.l2p.stroke_model import StrokeModel
+
+
+def actor_input(canvas: torch.Tensor, target: torch.Tensor, step: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, 9, S, S): canvas, target, step / steps, coordinates (see networks.py)."""
+    B, _, S, _ = canvas.shape
+    t = (step.float() / steps).view(B, 1, 1, 1).expand(B, 1, S, S)
+    return torch.cat([canvas, target, t, coord_planes(B, S, canvas.device)], 1)
+
+
+@dataclass
+class Losses:
+    critic: float
+    actor: float
+    disc: float
+    reward: float
+
+
+class DDPG(torch.nn.Module):
+    def __init__(self, cfg: TrainConfig):
+        super().__init__()
+        a = cfg.agent
+        self.cfg, self.a = cfg, a
+        self.actor = Actor(a.strokes_per_action, a.actor_width)
+        self.critic = Critic(a.critic_width)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.disc = Discriminator() if a.reward == "wgan" else None
+        self.model = StrokeModel(a)
+        self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.opt_disc = (torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.999))
+                         if self.disc is not None else None)
+
+    # ------------------------------------------------------------------ reward and value
+    def reward(self, before: torch.Tensor, after: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(B,) reward of going from canvas `before` to `after`."""
+        if self.disc is not None:
+            return self.disc(after, target) - self.disc(before, target)
+        mse = lambda c: ((c - target) ** 2).mean((1, 2, 3))  # noqa: E731
+        return self.a.reward_scale * (mse(before) - mse(after))
+
+    def q(self, critic, canvas, target, step, action) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q(s, a) = r + V, and r; both (B,)."""
+        after = self.model.paint(canvas, action)
+        r = self.reward(canvas, after, target)
+        B, _, S, _ = canvas.shape
+        t = ((step.float() + 1) / self.a.steps).view(B, 1, 1, 1).expand(B, 1, S, S)
+        v = critic(torch.cat([canvas, after, target, t, coord_planes(B, S, canvas.device)], 1))
+        return v + r, r
+
+    # ------------------------------------------------------------------ one update
+    def update_disc(self, after: torch.Tensor, target: torch.Tensor, g: torch.Generator) -> float:
+        """WGAN-GP step on real pairs (T, T) and fake pairs (C', T)."""
+        if self.disc is None:
+            return 0.0
+        eps = torch.rand(after.shape[0], 1, 1, 1, generator=g).to(after.device)
+        mix = (eps * target + (1 - eps) * after).requires_grad_(True)
+        score = self.disc(mix, target)
+        grad, = torch.autograd.grad(score.sum(), mix, create_graph=True)
+        gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+        loss = self.disc(after, target).mean() - self.disc(target, target).mean() + 10 * gp
+        self.opt_disc.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_disc.step()
+        return loss.item()
+
+    def update(self, batch: dict[str, torch.Tensor], g: torch.Generator) -> Losses:
+        c, T, step, act, after = batch["canvas"], batch["target"], batch["step"], batch["action"], batch["after"]
+        d_loss = self.update_disc(after, T, g)
+        done = (step + 1 >= self.a.steps).float()
+        with torch.no_grad():
+            next_act = self.actor_target(actor_input(after, T, step + 1, self.a.steps))
+            q_next, _ = self.q(self.critic_target, after, T, step + 1, next_act)
+            goal = self.cfg.gamma * (1 - done) * q_next
+        # critic: V(s, a) for the action taken
+        with torch.no_grad():
+            painted = self.model.paint(c, act)
+            r = self.reward(c, painted, T)
+        B, _, S, _ = c.shape
+        t = ((step.float() + 1) / self.a.steps).view(B, 1, 1, 1).expand(B, 1, S, S)
+        v = self.critic(torch.cat([c, painted, T, t, coord_planes(B, S, c.device)], 1))
+        critic_loss = F.mse_loss(v, goal)
+        self.opt_critic.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.opt_critic.step()
+        # actor: through the stroke model into the critic and the reward
+        new_act = self.actor(actor_input(c, T, step, self.a.steps))
+        q, _ = self.q(self.critic, c, T, step, new_act)
+        actor_loss = -q.mean()
+        self.opt_actor.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.opt_actor.step()
+        self.soft_update()
+        return Losses(critic_loss.item(), actor_loss.item(), d_loss, r.mean().item())
+
+    @torch.no_grad()
+    def soft_update(self) -> None:
+        tau = self.cfg.tau
+        for tgt, src in ((self.actor_target, self.actor), (self.critic_target, self.critic)):
+            for pt, ps in zip(tgt.parameters(), src.parameters()):
+                pt.lerp_(ps, tau)
+            for bt, bs in zip(tgt.buffers(), src.buffers()):
+                bt.copy_(bs)
+
+    def set_lr(self, factor: float) -> None:
+        for opt, base in ((self.opt_actor, self.cfg.actor_lr), (self.opt_critic, self.cfg.critic_lr),
+                          (self.opt_disc, self.cfg.disc_lr)):
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["lr"] = base * factor
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        d = {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+             "actor_target": self.actor_target.state_dict(), "critic_target": self.critic_target.state_dict(),
+             "opt_actor": self.opt_actor.state_dict(), "opt_critic": self.opt_critic.state_dict()}
+        if self.disc is not None:
+            d["disc"], d["opt_disc"] = self.disc.state_dict(), self.opt_disc.state_dict()
+        return d
+
+    def load_state(self, d: dict) -> None:
+        for name in ("actor", "critic", "actor_target", "critic_target", "disc"):
+            if getattr(self, name) is not None:
+                getattr(self, name).load_state_dict(d[name])
+        for name in ("opt_actor", "opt_critic", "opt_disc"):
+            if getattr(self, name) is not None:
+                getattr(self, name).load_state_dict(d[name])

@@ -1,0 +1,113 @@
+"""The agent's networks, as in Learning to Paint: actor, critic and the WGAN reward discriminator.
+
+Observations are stacked image planes at the training canvas size S (pixels):
+
+    actor input  (B, 9, S, S):  canvas (3) | target (3) | step / max_step (1) | x, y coordinates (2)
+    critic input (B, 12, S, S): canvas before (3) | canvas after the action (3) | target (3) |
+                                (step + 1) / max_step (1) | coordinates (2)
+
+every plane in [0, 1]. The actor outputs `strokes_per_action` strokes of 13 fields in [0, 1]
+(sigmoid). The critic estimates the value of the canvas after the action: it sees the action only
+through the rendered canvas, which is what makes the DDPG "model-based" (the actor's gradient
+flows through the differentiable renderer into the canvas).
+
+Both are ResNet-18-like (four stages of two basic blocks, stride 2 each, after a stride-2 stem);
+`width` sets the first stage's channels (64 in the paper). The actor uses GroupNorm, so a
+painting never depends on which other images share its batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from kaogen.render.strokes import NUM_FIELDS
+
+
+def coord_planes(B: int, S: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(B, 2, S, S): x and y of each pixel centre in [0, 1] (CoordConv inputs)."""
+    r = (torch.arange(S, device=device, dtype=dtype) + 0.5) / S
+    y, x = torch.meshgrid(r, r, indexing="ij")
+    return torch.stack([x, y])[None].expand(B, 2, S, S)
+
+
+def _norm(ch: int, use: bool) -> nn.Module:
+    return nn.GroupNorm(min(8, ch), ch) if use else nn.Identity()
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, norm: bool):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=not norm)
+        self.n1 = _norm(cout, norm)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=not norm)
+        self.n2 = _norm(cout, norm)
+        self.skip = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=not norm), _norm(cout, norm))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.n1(self.c1(x)))
+        return F.relu(self.n2(self.c2(h)) + self.skip(x))
+
+
+class ResNet18(nn.Module):
+    """(B, cin, S, S) -> (B, out). Stem stride 2, four stages (width, 2w, 4w, 8w) of stride 2."""
+
+    def __init__(self, cin: int, out: int, width: int = 64, norm: bool = True):
+        super().__init__()
+        w = [width, 2 * width, 4 * width, 8 * width]
+        self.stem = nn.Sequential(nn.Conv2d(cin, w[0], 3, 2, 1, bias=not norm), _norm(w[0], norm), nn.ReLU())
+        blocks, c = [], w[0]
+        for ch in w:
+            blocks += [BasicBlock(c, ch, 2, norm), BasicBlock(ch, ch, 1, norm)]
+            c = ch
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(c, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(self.stem(x))
+        return self.fc(h.mean((2, 3)))
+
+
+class Actor(nn.Module):
+    """obs (B, 9, S, S) -> strokes (B, K, 13) in [0, 1]."""
+
+    def __init__(self, strokes_per_action: int = 5, width: int = 64):
+        super().__init__()
+        self.k = strokes_per_action
+        self.net = ResNet18(9, strokes_per_action * NUM_FIELDS, width, norm=True)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(obs)).view(-1, self.k, NUM_FIELDS)
+
+
+class Critic(nn.Module):
+    """(B, 12, S, S) -> value (B,). No normalisation (as the reference's critic)."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        self.net = ResNet18(12, 1, width, norm=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
+class Discriminator(nn.Module):
+    """WGAN critic on (canvas, target) pairs: (B, 6, S, S) in [0, 1] -> score (B,).
+
+    Real pairs are (target, target), fake ones (canvas, target); the reward of an action is the
+    change of the score it causes (Learning to Paint, section 3.3).
+    """
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        c = [6, width, 2 * width, 4 * width, 8 * width]
+        layers = []
+        for i in range(4):
+            layers += [nn.Conv2d(c[i], c[i + 1], 5, 2, 2), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Conv2d(c[-1], 1, 3, 1, 1)
+
+    def forward(self, canvas: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(torch.cat([canvas, target], 1))).mean((1, 2, 3))

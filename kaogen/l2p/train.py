@@ -1,0 +1,187 @@
+"""`kaogen train-l2p`: roll out paintings, learn from a replay memory, checkpoint, resume exactly.
+
+Run folder (RUNS/NNNNN-l2p/):
+    config.json, command.txt     the resolved TrainConfig and the command line
+    agent.pt                     the current actor ("l2p-agent" checkpoint, what `kaogen paint` loads)
+    train-EEEEEE.pt              full training state after episode E (last `keep` kept)
+    replay.pt                    the replay memory at the latest training state
+    metrics.jsonl                one line per episode
+    samples/                     fixed targets painted every `sample_every` episodes, loss curves
+
+Every random draw (targets, exploration noise, replay sampling, discriminator mixing) comes from
+generators saved with the state, so training N episodes in one go or in several resumed runs gives
+the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from kaogen.atomic import atomic_write_text
+from kaogen.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from kaogen.config import from_dict
+from kaogen.errors import KaogenError
+from kaogen.images import save_image
+from kaogen.l2p.agent import Agent
+from kaogen.l2p.config import TrainConfig
+from kaogen.l2p.ddpg import DDPG, actor_input
+from kaogen.l2p.paint import run_agent
+from kaogen.l2p.replay import ReplayBuffer
+from kaogen.l2p.stroke_model import paint_exact
+from kaogen.l2p.targets import TargetSampler, load_sources
+from kaogen.plot import line_plot
+from kaogen.render.strokes import NUM_FIELDS
+
+STATE_KIND, REPLAY_KIND = "l2p-train", "l2p-replay"
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B,) PSNR in dB of images in [0, 1]."""
+    mse = ((a - b) ** 2).flatten(1).mean(1).clamp(min=1e-10)
+    return -10 * torch.log10(mse)
+
+
+def latest_state(run: Path) -> Path | None:
+    states = sorted(run.glob("train-*.pt"))
+    return states[-1] if states else None
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: list[str], run: Path, device="cpu", seed: int = 0, split: str = "all",
+                 holdout_every: int = 0):
+        """holdout_every = k > 1 keeps every k-th image (k-1, 2k-1, ...) out of training; the sample
+        sheets then show those held-out images."""
+        self.cfg, self.run, self.device = cfg, Path(run), torch.device(device)
+        S = cfg.agent.canvas
+        images = load_sources(data, size=int(round(1.5 * S)), split=split)
+        held = torch.zeros(len(images), dtype=torch.bool)
+        if holdout_every > 1:
+            held[holdout_every - 1::holdout_every] = True
+            if held.all() or not held.any():
+                raise KaogenError(f"--holdout-every {holdout_every} leaves no training or no held-out image")
+        self.sampler = TargetSampler(images[~held], S, cfg.crop_scale)
+        shown = images[held] if held.any() else images
+        self.fixed = torch.nn.functional.interpolate(shown[:8].float() / 255, size=(S, S), mode="bilinear",
+                                                     antialias=True, align_corners=False).clamp(0, 1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)                     # initial weights depend on the seed only
+            self.ddpg = DDPG(cfg).to(self.device)
+        self.buffer = ReplayBuffer(cfg.replay, S, cfg.agent.strokes_per_action, NUM_FIELDS)
+        self.gens = {name: torch.Generator().manual_seed(seed * 1000 + i)
+                     for i, name in enumerate(("data", "noise", "replay", "disc"))}
+        self.episode, self.env_steps = 0, 0
+        self.metrics_path = self.run / "metrics.jsonl"
+        (self.run / "samples").mkdir(parents=True, exist_ok=True)
+
+    # -------------------------------------------------------------------------------- state
+    def save(self) -> None:
+        e = self.episode
+        save_checkpoint(self.run / "replay.pt", Checkpoint(REPLAY_KIND, {"episode": e}, self.buffer.state_dict()))
+        state = {"ddpg": self.ddpg.state(), "gens": {k: g.get_state() for k, g in self.gens.items()}}
+        save_checkpoint(self.run / f"train-{e:06d}.pt",
+                        Checkpoint(STATE_KIND, asdict(self.cfg), state, {"episode": e, "env_steps": self.env_steps}))
+        Agent(self.cfg.agent, self.ddpg.actor).save(self.run / "agent.pt", {"episode": e, "env_steps": self.env_steps})
+        self.ddpg.actor.train()
+        for old in sorted(self.run.glob("train-*.pt"))[: -self.cfg.keep]:
+            old.unlink()
+
+    def resume(self) -> bool:
+        path = latest_state(self.run)
+        if path is None:
+            return False
+        ck = load_checkpoint(path, kind=STATE_KIND, map_location=self.device)
+        saved = from_dict(TrainConfig, ck.config)
+        if asdict(saved.agent) != asdict(self.cfg.agent):
+            raise KaogenError(f"{path} was trained with a different agent config; start a new run instead")
+        rp = load_checkpoint(self.run / "replay.pt", kind=REPLAY_KIND)
+        if rp.config.get("episode") != ck.meta["episode"]:
+            raise KaogenError(f"{self.run}/replay.pt does not belong to {path.name}: the run cannot resume exactly")
+        self.ddpg.load_state(ck.state["ddpg"])
+        for k, g in self.gens.items():
+            g.set_state(ck.state["gens"][k])
+        self.buffer.load_state_dict(rp.state)
+        self.episode, self.env_steps = ck.meta["episode"], ck.meta["env_steps"]
+        if self.metrics_path.is_file():   # drop lines written after the state we resume from
+            lines = [ln for ln in self.metrics_path.read_text().splitlines() if ln.strip()]
+            keep = [ln for ln in lines if json.loads(ln)["episode"] < self.episode]
+            atomic_write_text(self.metrics_path, "".join(ln + "\n" for ln in keep))
+        return True
+
+    # -------------------------------------------------------------------------------- loop
+    def rollout(self) -> float:
+        """One episode of `envs` paintings into the replay memory; returns their mean final PSNR."""
+        a, dev = self.cfg.agent, self.device
+        target = self.sampler.sample(self.cfg.envs, self.gens["data"]).to(dev)
+        canvas = torch.full_like(target, a.background)
+        self.ddpg.actor.eval()
+        with torch.no_grad():
+            for t in range(a.steps):
+                step = torch.full((len(target),), t, device=dev)
+                act = self.ddpg.actor(actor_input(canvas, target, step, a.steps))
+                if self.cfg.noise > 0:
+                    act = (act + self.cfg.noise * torch.randn(act.shape, generator=self.gens["noise"]).to(dev)).clamp(0, 1)
+                after = paint_exact(canvas, act)
+                self.buffer.add(canvas, target, step.cpu(), act, after)
+                canvas = after
+        self.ddpg.actor.train()
+        self.env_steps += len(target) * a.steps
+        return psnr(canvas, target).mean().item()
+
+    def train(self, progress: bool = True) -> None:
+        cfg = self.cfg
+        bar = tqdm(total=cfg.episodes, initial=self.episode, desc="l2p", unit="ep", disable=not progress)
+        while self.episode < cfg.episodes:
+            t0 = time.time()
+            rollout_psnr = self.rollout()
+            self.ddpg.set_lr(0.1 if self.episode >= cfg.lr_decay_at else 1.0)
+            losses = []
+            if self.env_steps >= cfg.warmup:
+                for _ in range(cfg.updates_per_episode):
+                    batch = self.buffer.sample(cfg.batch, self.gens["replay"], self.device)
+                    losses.append(self.ddpg.update(batch, self.gens["disc"]))
+            for L in losses:
+                if not all(math.isfinite(v) for v in (L.critic, L.actor, L.disc)):
+                    raise KaogenError(f"training diverged at episode {self.episode} (a loss is NaN/inf); "
+                                      f"the last good state is {latest_state(self.run)}")
+            mean = lambda f: sum(getattr(L, f) for L in losses) / len(losses) if losses else float("nan")  # noqa: E731
+            row = {"episode": self.episode, "env_steps": self.env_steps, "psnr": rollout_psnr,
+                   "critic": mean("critic"), "actor": mean("actor"), "disc": mean("disc"),
+                   "reward": mean("reward"), "seconds": time.time() - t0}
+            with open(self.metrics_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            self.episode += 1
+            bar.update(1)
+            bar.set_postfix(psnr=f"{rollout_psnr:.2f}", critic=f"{row['critic']:.3g}")
+            if self.episode % cfg.checkpoint_every == 0 or self.episode == cfg.episodes:
+                self.save()
+            if self.episode % cfg.sample_every == 0 or self.episode == cfg.episodes:
+                self.write_samples()
+        bar.close()
+
+    @torch.no_grad()
+    def write_samples(self) -> None:
+        a = self.cfg.agent
+        target = self.fixed.to(self.device)
+        self.ddpg.actor.eval()
+        _, canvas = run_agent(Agent(a, self.ddpg.actor), target, torch.full_like(target, a.background), a.steps)
+        self.ddpg.actor.train()
+        grid = torch.cat([torch.cat(list(target), 2), torch.cat(list(canvas), 2)], 1)   # targets over paintings
+        save_image(self.run / "samples" / f"episode-{self.episode:06d}.png", grid)
+        rows = [json.loads(ln) for ln in self.metrics_path.read_text().splitlines() if ln.strip()]
+        line_plot({k: [(r["episode"], r[k]) for r in rows if r[k] == r[k]] for k in ("psnr", "critic", "actor", "disc")},
+                  self.run / "samples" / "curves.png")
+
+
+def find_run(resume: str) -> Path:
+    run = Path(resume)
+    if not run.is_dir() or latest_state(run) is None:
+        raise KaogenError(f"{run} is not a train-l2p run folder with a training state (train-*.pt)")
+    return run
+

@@ -1,0 +1,270 @@
+"""Learning to Paint: networks, stroke models, model-based DDPG, exact resume, painting, refinement, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from kaogen.checkpoint import Checkpoint, save_checkpoint
+from kaogen.cli.main import cli
+from kaogen.l2p import Agent, AgentConfig, PaintOptions, TrainConfig, paint
+from kaogen.l2p.ddpg import DDPG
+from kaogen.l2p.networks import Actor, Critic
+from kaogen.l2p.neural_renderer import NeuralRenderer
+from kaogen.l2p.paint import to_full_canvas
+from kaogen.l2p.refine import refine_strokes
+from kaogen.l2p.replay import ReplayBuffer
+from kaogen.l2p.stroke_model import StrokeModel, paint_exact
+from kaogen.l2p.train import Trainer, psnr
+from kaogen.render import random_strokes
+from kaogen.render.painting import Painting
+
+TINY = dict(canvas=16, steps=3, strokes_per_action=2, actor_width=8, critic_width=8, reward="l2")
+
+
+def tiny_cfg(**over) -> TrainConfig:
+    agent = AgentConfig(**{**TINY, **over.pop("agent", {})})
+    return TrainConfig(agent, **{**dict(envs=4, batch=8, replay=64, warmup=0, updates_per_episode=2, episodes=4,
+                                        checkpoint_every=2, sample_every=2, keep=2), **over})
+
+
+def make_images(folder: Path, n: int = 6) -> Path:
+    """Synthetic targets: a dark disc on a coloured background, positions varying."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:48, :48]
+    for i in range(n):
+        img = np.empty((48, 48, 3), np.uint8)
+        img[:] = rng.integers(120, 255, 3)
+        cx, cy = rng.integers(12, 36, 2)
+        img[(xx - cx) ** 2 + (yy - cy) ** 2 < 100] = (30, 20, 10)
+        Image.fromarray(img).save(folder / f"img{i}.png")
+    return folder
+
+
+@pytest.fixture
+def agent_file(tmp_path) -> Path:
+    torch.manual_seed(0)
+    cfg = AgentConfig(**TINY)
+    return Agent(cfg, Actor(cfg.strokes_per_action, cfg.actor_width)).save(tmp_path / "agent.pt")
+
+
+def test_network_shapes_and_ranges():
+    a, c = Actor(5, 8), Critic(8)
+    x = torch.rand(3, 9, 32, 32)
+    s = a(x)
+    assert s.shape == (3, 5, 13) and s.min() >= 0 and s.max() <= 1
+    assert c(torch.rand(3, 12, 32, 32)).shape == (3,)
+    for S in (16, 64, 128):
+        assert NeuralRenderer(S)(torch.rand(2, 10)).shape == (2, S, S)
+    from kaogen.errors import KaogenError
+    with pytest.raises(KaogenError):
+        NeuralRenderer(48)
+
+
+def test_actor_output_does_not_depend_on_the_batch():
+    a = Actor(5, 8)
+    x = torch.rand(4, 9, 32, 32)
+    torch.testing.assert_close(a(x)[1:2], a(x[1:2]), atol=1e-5, rtol=0)
+
+
+def test_soft_stroke_model_tends_to_the_exact_environment():
+    g = torch.Generator().manual_seed(1)
+    s = random_strokes(6, g, max_radius=0.3).view(2, 3, 13)
+    canvas = torch.rand(2, 3, 32, 32, generator=g)
+    exact = paint_exact(canvas, s)
+    soft = StrokeModel(AgentConfig(canvas=32, softness=0.01)).paint(canvas, s)
+    assert (soft - exact).abs().max() < 0.03
+    loose = StrokeModel(AgentConfig(canvas=32, softness=1.0)).paint(canvas, s)
+    assert (loose - exact).abs().max() > (soft - exact).abs().max()
+
+
+def test_model_based_actor_update_improves_the_reward():
+    """gamma = 0: the actor's gradient is the reward's, through the renderer; it must learn to paint a flat target."""
+    torch.manual_seed(0)
+    cfg = tiny_cfg(gamma=0.0, actor_lr=3e-3, agent={"steps": 1, "strokes_per_action": 4})
+    ddpg = DDPG(cfg)
+    g = torch.Generator().manual_seed(0)
+    target = torch.tensor([0.1, 0.5, 0.2])[None, :, None, None].expand(8, 3, 16, 16).clone()
+    canvas = torch.ones_like(target)
+    step = torch.zeros(8, dtype=torch.long)
+
+    def reward():
+        from kaogen.l2p.ddpg import actor_input
+        with torch.no_grad():
+            a = ddpg.actor(actor_input(canvas, target, step, 1))
+            return ddpg.reward(canvas, paint_exact(canvas, a), target).mean().item()
+
+    before = reward()
+    for _ in range(40):
+        batch = {"canvas": canvas, "target": target, "step": step, "action": torch.rand(8, 4, 13, generator=g),
+                 "after": canvas}
+        ddpg.update(batch, g)
+    assert reward() > before + 5.0     # reward_scale 100: 0.05 of MSE
+
+
+def test_wgan_reward_update_runs_and_trains_the_discriminator():
+    torch.manual_seed(0)
+    ddpg = DDPG(tiny_cfg(agent={"reward": "wgan"}))
+    g = torch.Generator().manual_seed(0)
+    target, canvas = torch.rand(8, 3, 16, 16), torch.ones(8, 3, 16, 16)
+    batch = {"canvas": canvas, "target": target, "step": torch.zeros(8, dtype=torch.long),
+             "action": torch.rand(8, 2, 13), "after": canvas}
+    gap = lambda: (ddpg.disc(target, target) - ddpg.disc(canvas, target)).mean().item()  # noqa: E731
+    first = gap()
+    for _ in range(15):
+        losses = ddpg.update(batch, g)
+    assert np.isfinite([losses.critic, losses.actor, losses.disc]).all()
+    assert gap() > first     # the critic learns to tell real pairs from blank canvases
+
+
+def test_replay_round_trip_and_ring():
+    buf = ReplayBuffer(5, 4, 2, 13)
+    for i in range(3):
+        x = torch.full((2, 3, 4, 4), i / 3)
+        buf.add(x, x, torch.tensor([i, i]), torch.rand(2, 2, 13), x)
+    assert len(buf) == 5 and buf.pos == 1
+    other = ReplayBuffer(5, 4, 2, 13)
+    other.load_state_dict(buf.state_dict())
+    assert torch.equal(other.canvas, buf.canvas) and other.pos == buf.pos and len(other) == 5
+
+
+def test_training_resumes_exactly(tmp_path):
+    data = make_images(tmp_path / "imgs")
+    straight = Trainer(tiny_cfg(), [str(data)], tmp_path / "a", seed=3)
+    straight.train(progress=False)
+    first = Trainer(tiny_cfg(episodes=2), [str(data)], tmp_path / "b", seed=3)
+    first.train(progress=False)
+    second = Trainer(tiny_cfg(), [str(data)], tmp_path / "b", seed=3)
+    assert second.resume() and second.episode == 2
+    second.train(progress=False)
+    for (n, p), (_, q) in zip(straight.ddpg.state()["actor"].items(), second.ddpg.state()["actor"].items()):
+        assert torch.equal(p, q), n
+    a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert len(a) == len(b) == 4
+    strip = lambda ln: {k: v for k, v in __import__("json").loads(ln).items() if k != "seconds"}  # noqa: E731
+    assert [strip(x) for x in a] == [strip(x) for x in b]
+    assert (tmp_path / "b" / "samples" / "episode-000004.png").is_file()
+    assert len(list((tmp_path / "b").glob("train-*.pt"))) == 2           # keep = 2
+
+
+def test_patch_strokes_map_onto_the_whole_canvas():
+    """A stroke painted in patch (r, c) of a k x k grid lands on the same pixels of the k*S canvas."""
+    g = torch.Generator().manual_seed(2)
+    s = random_strokes(4, g, max_radius=0.3)
+    s[:, 6:8] = s[:, 6:8].clamp(min=0.1)                # radii above the clamp
+    k, S = 3, 16
+    patch = paint_exact(torch.ones(1, 3, S, S), s[None])
+    whole = paint_exact(torch.ones(1, 3, k * S, k * S), to_full_canvas(s, 1, 2, k)[None])
+    inside = whole[:, :, S:2 * S, 2 * S:3 * S]
+    assert (inside - patch).abs().max() < 0.02
+
+
+def test_paint_counts_shapes_and_provenance(agent_file):
+    agent = Agent.load(agent_file)
+    imgs = [torch.rand(3, 20, 30), torch.rand(3, 40, 40)]
+    out = paint(agent, imgs, PaintOptions(divide=2))
+    assert len(out) == 2
+    for p in out:
+        assert len(p) == (3 + 4 * 3) * 2 and p.strokes.min() >= 0 and p.strokes.max() <= 1
+        assert p.provenance["method"] == "l2p" and p.provenance["divide"] == 2
+    assert out[0].aspect == pytest.approx(1.5)
+    # the same image alone or in a batch: the same painting up to float rounding (convolutions sum in
+    # a batch-dependent order; the differences grow a little from step to step, never visibly)
+    alone = paint(agent, imgs[1:], PaintOptions(divide=2))[0]
+    torch.testing.assert_close(alone.strokes[:4], out[1].strokes[:4], atol=1e-4, rtol=0)
+    assert (alone.render(64) - out[1].render(64)).abs().mean() < 0.01
+
+
+def test_refine_never_worse_and_improves():
+    g = torch.Generator().manual_seed(0)
+    target = torch.ones(3, 32, 32)
+    target[:, 8:24, 8:24] = torch.tensor([0.2, 0.3, 0.6])[:, None, None]
+    s = random_strokes(8, g, max_radius=0.4)
+    blank = torch.ones(1, 3, 32, 32)
+    err = lambda x: ((paint_exact(blank, x[None])[0] - target) ** 2).mean().item()  # noqa: E731
+    out = refine_strokes(s, target, steps=60, lr=0.05)
+    assert err(out) < 0.5 * err(s)
+    assert err(refine_strokes(s, target, steps=0)) == err(s)
+
+
+def test_paint_cli_any_input_and_errors(tmp_path, agent_file):
+    runner = CliRunner()
+    gray = tmp_path / "gray.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 50), np.uint8), "L").save(gray)
+    rgba = tmp_path / "rgba.png"
+    Image.new("RGBA", (24, 24), (200, 10, 10, 128)).save(rgba)
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.full((20, 20), 40000, np.uint16)).save(deep)
+    r = runner.invoke(cli, ["paint", str(gray), "-o", str(tmp_path / "g.gif"), "--checkpoint", str(agent_file),
+                            "--size", "64", "--save-strokes", str(tmp_path / "g.json"), "--side-by-side"])
+    assert r.exit_code == 0, r.output
+    p = Painting.load(tmp_path / "g.json")
+    assert len(p) == 6 and p.aspect == pytest.approx(50 / 30)
+    frames = Image.open(tmp_path / "g.gif")
+    assert frames.size[0] > frames.size[1] * 2              # target left of the painting
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for f in (gray, rgba, deep):
+        (folder / f.name).write_bytes(f.read_bytes())
+    r = runner.invoke(cli, ["paint", str(folder), "-o", str(tmp_path / "outs"), "--checkpoint", str(agent_file),
+                            "--format", "png", "--size", "32", "--batch", "2"])
+    assert r.exit_code == 0, r.output
+    assert sorted(x.name for x in (tmp_path / "outs").iterdir()) == ["deep.png", "gray.png", "rgba.png"]
+    # bad inputs: one line, exit 1, nothing written
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really")
+    wrong = save_checkpoint(tmp_path / "gan.pt", Checkpoint("gan", {}, {}))
+    for args in (["paint", str(broken), "-o", str(tmp_path / "x.gif"), "--checkpoint", str(agent_file)],
+                 ["paint", str(gray), "-o", str(tmp_path / "x.gif"), "--checkpoint", str(wrong)],
+                 ["paint", str(gray), "-o", str(tmp_path / "x.xyz"), "--checkpoint", str(agent_file)],
+                 ["paint", str(tmp_path / "nope.png"), "-o", str(tmp_path / "x.gif"), "--checkpoint", str(agent_file)]):
+        r = runner.invoke(cli, args)
+        assert r.exit_code == 1 and r.output.startswith("Error:") and len(r.output.strip().splitlines()) == 1, r.output
+        assert not (tmp_path / "x.gif").exists()
+
+
+def test_train_cli_config_and_resume(tmp_path):
+    data = make_images(tmp_path / "imgs")
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text("envs = 2\nbatch = 4\nreplay = 32\nwarmup = 0\nupdates_per_episode = 1\nepisodes = 1\n"
+                   "checkpoint_every = 1\nsample_every = 1\n[agent]\ncanvas = 16\nsteps = 2\nstrokes_per_action = 1\n"
+                   "actor_width = 8\ncritic_width = 8\nreward = \"l2\"\n")
+    runner = CliRunner()
+    r = runner.invoke(cli, ["train-l2p", "--config", str(cfg), "--data", str(data), "--outdir", str(tmp_path / "runs"),
+                            "--no-progress"])
+    assert r.exit_code == 0, r.output
+    run = tmp_path / "runs" / "00000-l2p"
+    r = runner.invoke(cli, ["train-l2p", "--resume", str(run), "--episodes", "2", "--no-progress"])
+    assert r.exit_code == 0 and "episode 1" in r.output, r.output
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert Agent.load(run / "agent.pt").cfg.canvas == 16
+    cfg.write_text("episodes = 1\nbogus = 3\n")
+    r = runner.invoke(cli, ["train-l2p", "--config", str(cfg), "--data", str(data), "--outdir", str(tmp_path / "runs")])
+    assert r.exit_code == 1 and "bogus" in r.output
+
+
+def test_neural_renderer_learns_the_exact_rasteriser(tmp_path):
+    from kaogen.l2p.config import RendererTrainConfig
+    from kaogen.l2p.train_renderer import train_renderer
+
+    torch.manual_seed(0)
+    cfg = RendererTrainConfig(canvas=16, batch=32, steps=60, lr=1e-3, holdout=64, checkpoint_every=30)
+    first = train_renderer(RendererTrainConfig(**{**cfg.__dict__, "steps": 1}), tmp_path / "a", progress=False)
+    last = train_renderer(cfg, tmp_path / "b", progress=False)
+    assert last["mse"] < 0.5 * first["mse"]
+    model = StrokeModel(AgentConfig(canvas=16, renderer="neural", renderer_checkpoint=str(tmp_path / "b" / "renderer.pt")))
+    s = random_strokes(4).view(2, 2, 13).requires_grad_(True)
+    model.paint(torch.ones(2, 3, 16, 16), s).sum().backward()
+    assert s.grad.abs().sum() > 0
+
+
+def test_psnr():
+    a = torch.zeros(2, 3, 4, 4)
+    assert psnr(a, a + 0.1).tolist() == pytest.approx([20.0, 20.0], abs=1e-4)
