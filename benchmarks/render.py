@@ -2,7 +2,8 @@
 
 Rows:
   exact rasteriser   strokes/s at 128^2 and 1024^2, batch 1 / 64 / 512 (random strokes drawn as the
-                     Learning to Paint renderer's training data: radius and opacity uniform)
+                     Learning to Paint renderer's training data: radius and opacity uniform), the
+                     tile-culled default and the plain windowed path beside it
   soft rasteriser    forward + backward, 64 strokes at 128^2
   painting render    200-stroke painting (`kaogen demo`'s) re-rendered at 1024^2, final canvas
   export             200-stroke painting as GIF and MP4 at 256^2 and 1024^2: seconds and bytes
@@ -64,7 +65,9 @@ def main() -> None:
                     continue
                 s = random_strokes(batch, g).to(dev)
                 t = timed(lambda: rasterize(s, res), secs, sync)
-                rows.append((f"exact rasteriser {res}^2", dev, f"batch {batch}", f"{batch / t:,.0f} strokes/s"))
+                tp = timed(lambda: rasterize(s, res, tiled=False), secs, sync)
+                rows.append((f"exact rasteriser {res}^2", dev, f"batch {batch}",
+                             f"{batch / t:,.0f} strokes/s (plain windowed path: {batch / tp:,.0f})"))
         s = random_strokes(64, g).to(dev).requires_grad_(True)
 
         def fwd_bwd():

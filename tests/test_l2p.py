@@ -20,7 +20,8 @@ from kaogen.l2p.paint import to_full_canvas
 from kaogen.l2p.refine import refine_strokes
 from kaogen.l2p.replay import ReplayBuffer
 from kaogen.l2p.stroke_model import StrokeModel, paint_exact
-from kaogen.l2p.train import Trainer, psnr
+from kaogen.l2p.train import Trainer
+from kaogen.metrics import mosaic, psnr, ssim
 from kaogen.render import random_strokes
 from kaogen.render.painting import Painting
 
@@ -265,6 +266,11 @@ def test_neural_renderer_learns_the_exact_rasteriser(tmp_path):
     assert s.grad.abs().sum() > 0
 
 
-def test_psnr():
-    a = torch.zeros(2, 3, 4, 4)
+def test_metrics():
+    a = torch.zeros(2, 3, 16, 16)
     assert psnr(a, a + 0.1).tolist() == pytest.approx([20.0, 20.0], abs=1e-4)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert ssim(x, x).tolist() == pytest.approx([1.0, 1.0], abs=1e-4) and (ssim(x, a) < 0.1).all()
+    m = mosaic(x, 4)
+    assert torch.allclose(m[..., :4, :4].mean((-1, -2)), x[..., :4, :4].mean((-1, -2)), atol=1e-6)
+    assert (psnr(mosaic(x, 16), x) > 90).all() and (psnr(mosaic(x, 8), x) > psnr(mosaic(x, 2), x)).all()

@@ -158,7 +158,7 @@ def test_recover_known_strokes_by_optimisation():
     guess[:, 8:10] = 1.0
     guess.requires_grad_(True)
     opt = torch.optim.Adam([guess], lr=0.01)
-    start = float(((paint(guess) - target) ** 2).mean())
+    start = float(((paint(guess) - target) ** 2).mean().detach())
     for _ in range(150):
         opt.zero_grad()
         loss = ((paint(guess) - target) ** 2).mean()
@@ -311,3 +311,23 @@ def test_render_cli(tmp_path, painting):
     cfg.write_text("sise = 40\n")
     r = runner.invoke(cli, ["render", str(p), "-o", str(tmp_path / "d.png"), "--config", str(cfg)])
     assert r.exit_code == 2 and "unknown key 'sise'" in r.output
+
+
+@pytest.mark.parametrize("H,W", [(128, 128), (37, 61), (300, 200)])
+def test_tiled_fast_path_equals_the_plain_windowed_path(H, W):
+    """The tile-culled rasteriser (default) against the plain windowed one: same alpha, crops and canvases."""
+    g = torch.Generator().manual_seed(H + W)
+    s = S.random_strokes(40, g)
+    s[:10, 6:8] *= 0.02                                  # hairlines: most of their tiles are culled
+    s[10:15, 0:6] = s[10:15, 0:6] * 0.1                  # strokes in a corner
+    s[15:20, 0:6] = 1 - s[15:20, 0:6] * 0.05             # and at the far edge
+    torch.testing.assert_close(rasterize(s, H, W), rasterize(s, H, W, tiled=False), atol=1e-6, rtol=0)
+    for tiled in (True, False):
+        out = torch.zeros(len(s), H, W)
+        for i, c in enumerate(rasterize_crops(s, H, W, tiled=tiled)):
+            out[i, c.top:c.top + c.alpha.shape[0], c.left:c.left + c.alpha.shape[1]] = c.alpha
+        torch.testing.assert_close(out, rasterize(s, H, W, tiled=False), atol=1e-6, rtol=0)
+    # culling really happens: hairlines leave most of their box's tiles untouched
+    from kaogen.render.tiles import stroke_tiles
+    t = stroke_tiles(s[:10], H, W)
+    assert (t.alpha.flatten(1).amax(1) == 0).float().mean() > 0.3

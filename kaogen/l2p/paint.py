@@ -40,11 +40,15 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 @torch.no_grad()
 def run_agent(agent: Agent, target: torch.Tensor, canvas: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Paint `steps` actions: target, canvas (B, 3, S, S) -> strokes (B, steps, K, 13), final canvas."""
+    """Paint `steps` actions: target, canvas (B, 3, S, S) -> strokes (B, steps, K, 13), final canvas.
+
+    Beyond the agent's own number of steps it starts a new pass on its canvas (the step input counts
+    from 0 again), so 400 strokes are two passes of 200.
+    """
     out = []
     B = target.shape[0]
     for t in range(steps):
-        step = torch.full((B,), t, device=target.device)
+        step = torch.full((B,), t % agent.cfg.steps, device=target.device)
         a = agent.actor(actor_input(canvas, target, step, agent.cfg.steps))
         canvas = paint_exact(canvas, a)
         out.append(a)

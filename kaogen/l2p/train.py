@@ -36,16 +36,11 @@ from kaogen.l2p.paint import run_agent
 from kaogen.l2p.replay import ReplayBuffer
 from kaogen.l2p.stroke_model import paint_exact
 from kaogen.l2p.targets import TargetSampler, load_sources
+from kaogen.metrics import psnr
 from kaogen.plot import line_plot
 from kaogen.render.strokes import NUM_FIELDS
 
 STATE_KIND, REPLAY_KIND = "l2p-train", "l2p-replay"
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(B,) PSNR in dB of images in [0, 1]."""
-    mse = ((a - b) ** 2).flatten(1).mean(1).clamp(min=1e-10)
-    return -10 * torch.log10(mse)
 
 
 def latest_state(run: Path) -> Path | None:

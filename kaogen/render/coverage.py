@@ -149,6 +149,13 @@ def alpha_in_windows(
     """
     xs = (win.left.to(s.dtype)[:, None] + torch.arange(win.w, device=s.device, dtype=s.dtype) + 0.5)[:, None, :]
     ys = (win.top.to(s.dtype)[:, None] + torch.arange(win.h, device=s.device, dtype=s.dtype) + 0.5)[:, :, None]
+    return alpha_at(s, xs, ys, H, W, ramp, eps)
+
+
+def alpha_at(s: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, H: int, W: int,
+             ramp: Callable[[torch.Tensor], torch.Tensor], eps: float = 0.0) -> torch.Tensor:
+    """Coverage x opacity of stroke m at pixel centres (xs[m], ys[m]) (px; (M, h, 1) / (M, 1, w) grids
+    or any shapes that broadcast to (M, h, w)). Returns (M, h, w)."""
     t = closest_parameter(s.detach(), xs, ys, H, W)                                # (M, h, w)
     p0, a, b = _curve_px(s, H, W)
     if s.requires_grad:

@@ -15,6 +15,7 @@ import torch
 
 from kaogen.render import strokes as S
 from kaogen.render.coverage import Windows, alpha_in_windows, hard_ramp, stroke_windows
+from kaogen.render.tiles import stroke_tiles, tile_crop, tiles_to_canvas
 
 
 @dataclass
@@ -46,13 +47,18 @@ def _groups(s: torch.Tensor, H: int, W: int, budget: int) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def rasterize_crops(s: torch.Tensor, H: int, W: int, budget: int = 65536) -> list[StrokeCrop]:
+def rasterize_crops(s: torch.Tensor, H: int, W: int, budget: int = 65536, tiled: bool = True) -> list[StrokeCrop]:
     """Alpha of every stroke in its own window.
 
-    Args:  s (M, 13) strokes in [0, 1] (canvas units); H, W canvas size in pixels.
+    Args:  s (M, 13) strokes in [0, 1] (canvas units); H, W canvas size in pixels;
+           tiled: the tile-culled fast path (tiles.py; same values);
+           False evaluates every window pixel (the plain path the fast one is tested against).
     Returns: M StrokeCrops, in the order of `s`; alpha values in [0, 1].
     """
     s = S.check_strokes(s).reshape(-1, S.NUM_FIELDS)
+    if tiled:
+        t = stroke_tiles(s, H, W)
+        return [StrokeCrop(*tile_crop(t, i, H, W)) for i in range(len(s))]
     out: list[StrokeCrop | None] = [None] * len(s)
     for idx in _groups(s, H, W, budget):
         g = s[idx]
@@ -65,7 +71,7 @@ def rasterize_crops(s: torch.Tensor, H: int, W: int, budget: int = 65536) -> lis
 
 
 @torch.no_grad()
-def rasterize(s: torch.Tensor, H: int, W: int | None = None, budget: int = 65536) -> torch.Tensor:
+def rasterize(s: torch.Tensor, H: int, W: int | None = None, budget: int = 65536, tiled: bool = True) -> torch.Tensor:
     """Full-canvas alpha of every stroke.
 
     Args:  s (..., 13) strokes; H, W canvas size (W defaults to H).
@@ -74,6 +80,8 @@ def rasterize(s: torch.Tensor, H: int, W: int | None = None, budget: int = 65536
     W = H if W is None else W
     lead = s.shape[:-1]
     flat = S.check_strokes(s).reshape(-1, S.NUM_FIELDS)
+    if tiled:
+        return tiles_to_canvas(stroke_tiles(flat, H, W), H, W).reshape(*lead, H, W)
     full = torch.zeros(len(flat), H * W, device=s.device, dtype=s.dtype)
     for idx in _groups(flat, H, W, budget):
         g = flat[idx]
