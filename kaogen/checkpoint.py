@@ -33,6 +33,12 @@ class Checkpoint:
     meta: dict[str, Any] = field(default_factory=dict)  # provenance: command, steps, data, ...
 
 
+def checkpoints_dir() -> Path:
+    """Where shipped checkpoints live: $KAOGEN_CHECKPOINTS, else the repository's checkpoints/ folder."""
+    env = os.environ.get("KAOGEN_CHECKPOINTS")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "checkpoints"
+
+
 def _to_half(obj):
     import torch
 

@@ -9,6 +9,7 @@ from kaogen.cli.common import KaogenGroup
 from kaogen.cli.data import data
 from kaogen.cli.demo import demo
 from kaogen.cli.paint import paint
+from kaogen.cli.ist import make_strokes_cmd, train_painter_cmd
 from kaogen.cli.l2p import train_l2p, train_renderer_cmd
 from kaogen.cli.render import render
 
@@ -31,6 +32,8 @@ cli.add_command(demo)
 cli.add_command(render)
 cli.add_command(train_l2p)
 cli.add_command(paint)
+cli.add_command(make_strokes_cmd)
+cli.add_command(train_painter_cmd)
 cli.add_command(train_renderer_cmd)
 
 

@@ -1,4 +1,4 @@
-"""`kaogen paint --method l2p IMAGE|FOLDER -o OUT`: paint pictures with a trained agent and export the sequence."""
+"""`kaogen paint --method l2p|ist IMAGE|FOLDER -o OUT`: paint pictures and export the painting sequence."""
 
 from __future__ import annotations
 
@@ -12,12 +12,20 @@ from kaogen.cli.common import common_options, force_option, refuse_overwrite
 @click.argument("image", type=click.Path())
 @click.option("-o", "--out", required=True, type=click.Path(),
               help="Output (.gif .mp4 .webp .png .jpg .svg, or a folder of frames); for a folder IMAGE, a folder.")
-@click.option("--method", type=click.Choice(["l2p"]), default="l2p", show_default=True,
-              help="l2p: the Learning to Paint agent.")
+@click.option("--method", type=click.Choice(["l2p", "ist"]), default="l2p", show_default=True,
+              help="l2p: the Learning to Paint agent; ist: intrinsic style transfer with a neural painter.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Agent checkpoint [default: the shipped checkpoints/l2p-agent.pt].")
-@click.option("--steps", type=click.IntRange(1, 10000), default=None,
-              help="Actions per pass (5 strokes each) [default: the agent's, 40].")
+              help="Agent (l2p) or neural painter (ist) checkpoint [default: the shipped one].")
+@click.option("--steps", type=click.IntRange(1, 100000), default=None,
+              help="l2p: actions per pass, 5 strokes each [default: the agent's, 40]; ist: optimisation steps [200].")
+@click.option("--brush", default="classic/kabura", show_default=True,
+              help="ist: the MyPaint brush whose shipped painter is used.")
+@click.option("--strokes", type=click.IntRange(1, 100000), default=294, show_default=True,
+              help="ist: at least this many strokes (every block of the canvas gets the same number).")
+@click.option("--loss", type=click.Choice(["auto", "lpips", "offline"]), default="auto", show_default=True,
+              help="ist: content loss (auto: LPIPS when its weights are on disk, else the offline loss).")
+@click.option("--optimisation-video", type=click.Path(dir_okay=False), default=None,
+              help="ist: also write the canvas every few optimisation steps as a .gif/.mp4.")
 @click.option("--divide", type=click.IntRange(1, 16), default=1, show_default=True,
               help="After the whole image, paint a K x K grid of patches for detail.")
 @click.option("--refine", type=click.IntRange(0, 100000), default=0, show_default=True,
@@ -34,8 +42,8 @@ from kaogen.cli.common import common_options, force_option, refuse_overwrite
 @click.option("--batch", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Images painted together when IMAGE is a folder.")
 @force_option
-def paint(image, out, method, checkpoint, steps, divide, refine, size, save_strokes, side_by_side, fps, hold,
-          strokes_per_frame, fmt, batch, force, device, seed):
+def paint(image, out, method, checkpoint, steps, brush, strokes, loss, optimisation_video, divide, refine, size,
+          save_strokes, side_by_side, fps, hold, strokes_per_frame, fmt, batch, force, device, seed):
     """Paint IMAGE (any picture; or a folder of them) stroke by stroke and export the painting sequence."""
     from pathlib import Path
 
@@ -64,6 +72,38 @@ def paint(image, out, method, checkpoint, steps, divide, refine, size, save_stro
     images = [load_rgb(p) for p in inputs]            # every input decodes before anything is written
     torch.manual_seed(seed)
     dev = resolve_device(device)
+    export_opts = lambda path_in: ExportOptions(  # noqa: E731
+        size=size, fps=fps, hold=hold, strokes_per_frame=strokes_per_frame,
+        side_by_side=str(path_in) if side_by_side else None, device=dev)
+
+    def finish(p, path_in, o, j):
+        if j:
+            p.save(j)
+        export(p, o, export_opts(path_in))
+        click.echo(f"wrote {o} ({len(p)} strokes)")
+
+    if method == "ist":
+        from kaogen.ist.painter import NeuralPainter, shipped_painter
+        from kaogen.ist.transfer import ISTOptions, transfer
+
+        if divide != 1 or refine:
+            raise KaogenError("--divide and --refine belong to --method l2p")
+        if optimisation_video and len(inputs) > 1:
+            raise KaogenError("--optimisation-video takes one IMAGE, not a folder")
+        painter = NeuralPainter.load(checkpoint, dev) if checkpoint else shipped_painter(brush, dev)
+        for folder in {o.parent for o in outs} | {j.parent for j in jsons if j}:
+            folder.mkdir(parents=True, exist_ok=True)
+        for img, path_in, o, j in zip(images, inputs, outs, jsons):
+            opts = ISTOptions(strokes=strokes, steps=steps or 200, loss=loss, seed=seed,
+                              video_every=5 if optimisation_video else 0)
+            p, frames = transfer(painter, img, opts, progress=True, source=str(path_in))
+            finish(p, path_in, o, j)
+            if optimisation_video:
+                from kaogen.render.export import write_video
+
+                write_video(frames, optimisation_video, fps, hold)
+                click.echo(f"wrote {optimisation_video} ({len(frames)} frames of the optimisation)")
+        return
     agent = Agent.load(checkpoint, device=dev)
     opts = PaintOptions(steps=steps, divide=divide, refine=refine)
     for folder in {o.parent for o in outs} | {j.parent for j in jsons if j}:
@@ -72,8 +112,4 @@ def paint(image, out, method, checkpoint, steps, divide, refine, size, save_stro
         chunk = slice(start, start + batch)
         paintings = paint_images(agent, images[chunk], opts, sources=[str(p) for p in inputs[chunk]])
         for p, path_in, o, j in zip(paintings, inputs[chunk], outs[chunk], jsons[chunk]):
-            if j:
-                p.save(j)
-            export(p, o, ExportOptions(size=size, fps=fps, hold=hold, strokes_per_frame=strokes_per_frame,
-                                       side_by_side=str(path_in) if side_by_side else None, device=dev))
-            click.echo(f"wrote {o} ({len(p)} strokes)")
+            finish(p, path_in, o, j)

@@ -6,13 +6,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from kaogen.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from kaogen.checkpoint import Checkpoint, checkpoints_dir, load_checkpoint, save_checkpoint
 from kaogen.config import from_dict
 from kaogen.errors import KaogenError
 from kaogen.l2p.config import AgentConfig
@@ -20,12 +19,6 @@ from kaogen.l2p.networks import Actor
 
 KIND = "l2p-agent"
 SHIPPED = "l2p-agent.pt"
-
-
-def checkpoints_dir() -> Path:
-    """$KAOGEN_CHECKPOINTS, else the repository's checkpoints/ folder."""
-    env = os.environ.get("KAOGEN_CHECKPOINTS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "checkpoints"
 
 
 class Agent:

@@ -120,6 +120,19 @@ def write_mp4(frames: list[np.ndarray], path: Path, fps: float, hold: float) -> 
             writer.close()
 
 
+def write_video(canvases: list[torch.Tensor], out: str | Path, fps: float = 12.0, hold: float = 2.0) -> Path:
+    """Canvases (3, H, W) in [0, 1] (e.g. an optimisation, step by step) as .gif, .mp4 or .webp."""
+    out = Path(out)
+    if not canvases:
+        raise KaogenError("no frames to write")
+    frames = [tensor_to_uint8(c) for c in canvases]
+    writers = {".gif": write_gif, ".mp4": write_mp4, ".webp": write_webp}
+    if out.suffix.lower() not in writers:
+        raise KaogenError(f"a video is .gif, .mp4 or .webp, not {out.suffix!r}")
+    writers[out.suffix.lower()](frames, out, fps, hold)
+    return out
+
+
 def contact_sheet(frames: list[np.ndarray], cells: int = 12, columns: int = 4, gap: int = 4) -> np.ndarray:
     """A grid of `cells` stages evenly spread over the sequence (first = blank, last = finished)."""
     idx = np.unique(np.linspace(0, len(frames) - 1, min(cells, len(frames))).round().astype(int))
@@ -169,6 +182,8 @@ def export(painting: Painting, out: str | Path, opts: ExportOptions | None = Non
     if suffix == ".svg":
         from kaogen.render.svg import save_svg
 
+        if painting.kind != "bezier":
+            raise KaogenError(f"SVG export needs Bezier strokes; this painting's strokes are {painting.kind}")
         return save_svg(painting, out, opts.size)
     if suffix in STILL and not opts.contact_sheet:
         canvas = painting.render(opts.size, device=opts.device)

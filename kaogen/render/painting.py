@@ -27,12 +27,14 @@ import torch
 
 from kaogen.atomic import atomic_write_text
 from kaogen.errors import KaogenError
+from kaogen.render import brush_strokes as B
 from kaogen.render import strokes as S
 from kaogen.render.composite import composite_crop_
 from kaogen.render.rasterize import rasterize_crops
 
 FORMAT, VERSION = "kaogen-painting", 1
-STROKE_KINDS = ("bezier",)
+# stroke kind -> its fields: Learning to Paint's Bezier strokes, intrinsic style transfer's brush strokes
+STROKE_KINDS = {"bezier": S.FIELDS, "neural-brush": B.FIELDS}
 
 
 @dataclass
@@ -42,11 +44,31 @@ class Painting:
     aspect: float = 1.0                                         # width / height
     kind: str = "bezier"
     provenance: dict = field(default_factory=dict)
+    painter: object = field(default=None, repr=False, compare=False)   # neural-brush: a loaded painter (not saved)
 
     def __post_init__(self):
-        S.check_strokes(self.strokes)
-        if self.strokes.dim() != 2:
-            raise ValueError(f"a painting's strokes are (N, 13), got {tuple(self.strokes.shape)}")
+        n = len(STROKE_KINDS[self.kind])
+        if not isinstance(self.strokes, torch.Tensor) or self.strokes.dim() != 2 or self.strokes.shape[1] != n:
+            raise ValueError(f"a {self.kind} painting's strokes are (N, {n}), got {tuple(getattr(self.strokes, 'shape', ()))}")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return STROKE_KINDS[self.kind]
+
+    def crops(self, H: int, W: int, device=None) -> list:
+        """Every stroke's alpha in its own window at H x W (StrokeCrops, painting order)."""
+        s = self.strokes.to(device=device, dtype=torch.float32)
+        if not len(s):
+            return []
+        if self.kind == "bezier":
+            return rasterize_crops(s, H, W)
+        if self.painter is None:
+            self.painter = B.load_painter(self.provenance, device)
+        return B.brush_crops(s, H, W, self.painter)
+
+    def colors(self) -> torch.Tensor:
+        """(N, 3) RGB of every stroke."""
+        return S.color(self.strokes) if self.kind == "bezier" else B.color(self.strokes)
 
     def __len__(self) -> int:
         return len(self.strokes)
@@ -69,9 +91,8 @@ class Painting:
             raise KaogenError("strokes per frame must be at least 1")
         H, W = self.canvas_size(size)
         canvas = self.blank(H, W, device)
-        s = self.strokes.to(device=device, dtype=torch.float32)
-        crops = rasterize_crops(s, H, W) if len(s) else []
-        colors = S.color(s)
+        crops = self.crops(H, W, device)
+        colors = self.colors().to(device=device, dtype=torch.float32)
         yield 0, canvas.clone()
         for k, crop in enumerate(crops, start=1):
             composite_crop_(canvas, crop.alpha, colors[k - 1], crop.top, crop.left)
@@ -80,7 +101,8 @@ class Painting:
 
     def render(self, size: int, upto: int | None = None, device=None) -> torch.Tensor:
         """The canvas after the first `upto` strokes (all by default): (3, H, W) in [0, 1]."""
-        sub = self if upto is None else Painting(self.strokes[:upto], self.background, self.aspect, self.kind)
+        sub = self if upto is None else Painting(self.strokes[:upto], self.background, self.aspect, self.kind,
+                                                 self.provenance, self.painter)
         *_, (_, canvas) = sub.stages(size, every=max(1, len(sub)), device=device)
         return canvas
 
@@ -90,7 +112,7 @@ class Painting:
             "format": FORMAT, "version": VERSION,
             "canvas": {"aspect": self.aspect, "background": list(self.background)},
             "stroke_kind": self.kind,
-            "fields": list(S.FIELDS),
+            "fields": list(self.fields),
             "strokes": [[round(v, 6) for v in row] for row in self.strokes.detach().cpu().tolist()],
             "provenance": self.provenance,
         }
@@ -111,8 +133,9 @@ class Painting:
         kind = d.get("stroke_kind", "bezier")
         if kind not in STROKE_KINDS:
             raise bad(f"unknown stroke kind {kind!r}")
-        if d.get("fields", list(S.FIELDS)) != list(S.FIELDS):
-            raise bad(f"fields must be {list(S.FIELDS)}")
+        fields = list(STROKE_KINDS[kind])
+        if d.get("fields", fields) != fields:
+            raise bad(f"fields must be {fields}")
         canvas = d.get("canvas", {})
         aspect = canvas.get("aspect", 1.0)
         bg = canvas.get("background", [1.0, 1.0, 1.0])
@@ -124,12 +147,12 @@ class Painting:
         if not isinstance(rows, list):
             raise bad("\"strokes\" must be a list")
         for i, row in enumerate(rows):
-            if not (isinstance(row, list) and len(row) == S.NUM_FIELDS
+            if not (isinstance(row, list) and len(row) == len(fields)
                     and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row)):
-                raise bad(f"stroke {i} is not a list of {S.NUM_FIELDS} numbers")
+                raise bad(f"stroke {i} is not a list of {len(fields)} numbers")
             if not all(math.isfinite(v) and -1e-6 <= v <= 1 + 1e-6 for v in row):
                 raise bad(f"stroke {i} has a value outside [0, 1]")
-        strokes = torch.tensor(rows, dtype=torch.float32).reshape(-1, S.NUM_FIELDS).clamp(0, 1)
+        strokes = torch.tensor(rows, dtype=torch.float32).reshape(-1, len(fields)).clamp(0, 1)
         prov = d.get("provenance", {})
         return cls(strokes, tuple(float(v) for v in bg), float(aspect), kind, prov if isinstance(prov, dict) else {})
 
