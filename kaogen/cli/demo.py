@@ -1,4 +1,4 @@
-"""`kaogen demo`: the offline demo of the renderer and its exports."""
+"""`kaogen demo`: the offline demo: a picture painted by the shipped agents, exported to every format."""
 
 from __future__ import annotations
 
@@ -10,26 +10,55 @@ from kaogen.cli.common import common_options, force_option, refuse_overwrite
 @click.command()
 @common_options
 @click.option("-o", "--out", default="kaogen-demo", show_default=True, type=click.Path(file_okay=False),
-              help="Folder to write the demo into (painting.json, .gif, .mp4, .svg, contact sheet).")
-@click.option("--strokes", type=click.IntRange(1, 100000), default=200, show_default=True, help="Strokes in the painting.")
+              help="Folder to write the demo into.")
+@click.option("--image", type=click.Path(dir_okay=False), default=None,
+              help="Your own picture [default: a face drawn procedurally, no download].")
 @click.option("--size", type=int, default=256, show_default=True, help="Longer side of the outputs in pixels.")
+@click.option("--ist/--no-ist", default=True, show_default=True,
+              help="Also paint with intrinsic style transfer (about a minute on a CPU).")
 @force_option
-def demo(out, strokes, size, force, device, seed):
-    """Paint a procedural painting and export it to every format (offline, a few seconds)."""
+def demo(out, image, size, ist, force, device, seed):
+    """Paint a picture with the shipped Learning to Paint agent (and neural painter) and export it everywhere.
+
+    \b
+    kaogen-demo/target.png        the picture
+    kaogen-demo/l2p.gif .mp4 .svg .png .json, l2p-stages.png    200 Bezier strokes, Learning to Paint
+    kaogen-demo/ist.gif .png .json                               brush strokes, intrinsic style transfer
+    """
     from pathlib import Path
 
+    import torch
+
+    from kaogen.checkpoint import checkpoints_dir
     from kaogen.device import resolve_device
-    from kaogen.render.demo import demo_painting
+    from kaogen.images import load_rgb, save_image
+    from kaogen.l2p import Agent, PaintOptions, paint
+    from kaogen.render.demo import demo_picture
     from kaogen.render.export import ExportOptions, export
 
     refuse_overwrite(out, force)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    p = demo_painting(strokes, seed)
-    p.save(folder / "painting.json")
     dev = resolve_device(device)
-    for name in ("painting.gif", "painting.mp4", "painting.svg", "painting.png"):
-        export(p, folder / name, ExportOptions(size=size, device=dev))
-    export(p, folder / "stages.png", ExportOptions(size=size, contact_sheet=True, device=dev))
-    click.echo(f"wrote {folder}/: painting.json .gif .mp4 .svg .png and stages.png "
-               f"(re-render with: kaogen render {folder}/painting.json -o big.png --size 2048)")
+    torch.manual_seed(seed)
+    picture = load_rgb(image) if image else demo_picture(256)
+    target = save_image(folder / "target.png", picture)
+    opts = lambda **kw: ExportOptions(size=size, device=dev, side_by_side=str(target), **kw)  # noqa: E731
+    p = paint(Agent.load(device=dev), [picture], PaintOptions(), sources=[str(image or "kaogen demo picture")])[0]
+    p.save(folder / "l2p.json")
+    for name in ("l2p.gif", "l2p.mp4", "l2p.png"):
+        export(p, folder / name, opts())
+    export(p, folder / "l2p.svg", ExportOptions(size=size))
+    export(p, folder / "l2p-stages.png", ExportOptions(size=size, contact_sheet=True, device=dev))
+    wrote = "l2p.gif .mp4 .svg .png .json, l2p-stages.png"
+    if ist and any(checkpoints_dir().glob("painter-*.pt")):
+        from kaogen.ist.painter import shipped_painter
+        from kaogen.ist.transfer import ISTOptions, transfer
+
+        q, _ = transfer(shipped_painter("classic/kabura", dev), picture, ISTOptions(seed=seed), progress=True,
+                        source=str(image or "kaogen demo picture"))
+        q.save(folder / "ist.json")
+        for name in ("ist.gif", "ist.png"):
+            export(q, folder / name, opts())
+        wrote += ", ist.gif .png .json"
+    click.echo(f"wrote {folder}/: target.png, {wrote} (re-render: kaogen render {folder}/l2p.json -o big.png --size 2048)")

@@ -44,11 +44,15 @@ class Generator(nn.Module):
         self.s32 = nn.Sequential(nn.Conv2d(w // 2 + 2, w, 3, 1, 1), nn.ReLU(), nn.Conv2d(w, w, 3, 1, 1), nn.PixelShuffle(2))
         self.s64 = nn.Sequential(nn.Conv2d(w // 4 + 2, w // 2, 3, 1, 1), nn.ReLU(), nn.Conv2d(w // 2, 1, 3, 1, 1))
 
-    def forward(self, shape: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def logits(self, shape: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         h = self.fc(torch.cat([shape, z], 1)).view(-1, self.width, 16, 16)
         h = F.relu(self.s16(_with_coords(h)))
         h = F.relu(self.s32(_with_coords(h)))
-        return torch.sigmoid(self.s64(_with_coords(h))).squeeze(1)
+        return self.s64(_with_coords(h)).squeeze(1)
+
+    def forward(self, shape: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """shape (B, 9), z (B, noise) -> alpha (B, 64, 64) in [0, 1]."""
+        return torch.sigmoid(self.logits(shape, z))
 
 
 class Critic(nn.Module):

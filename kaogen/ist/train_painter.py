@@ -1,6 +1,9 @@
 """`kaogen train-painter --strokes DIR --out RUN`: the GAN painter on libmypaint's strokes, resumable.
 
-Loss (generator): WGAN adversarial term + `recon` x L1 to libmypaint's stroke for the same action.
+Loss (generator): `recon` x binary cross-entropy (on logits: its gradient never vanishes where the
+sigmoid saturates, which an L1 loss on alpha allows, and a painter that outputs nothing stays
+stuck) to libmypaint's stroke for the same action, + `adv` x the WGAN adversarial term from step
+`adv_after` on (a critic that starts on a painter which draws nothing only pushes it further away).
 Critic: WGAN-GP on (stroke, action) pairs. The last `holdout` pairs of the data set are never
 trained on; the fidelity report (mean absolute and squared error of alpha, and the PSNR of the
 stroke composited in black on white) is on them.
@@ -34,7 +37,9 @@ class PainterTrainConfig:
     steps: int = 20000
     batch: int = 64
     lr: float = 2e-4
-    recon: float = 100.0         # weight of the pixel loss against the adversarial one
+    recon: float = 1.0           # weight of the pixel loss (BCE on logits)
+    adv: float = 0.01            # weight of the adversarial loss
+    adv_after: int = 1000        # steps of pixel loss alone before the critic joins
     gp: float = 10.0
     critic_every: int = 1        # critic updates per generator update
     noise: int = 8
@@ -109,6 +114,7 @@ def train_painter(cfg: PainterTrainConfig, strokes: str | Path, run: str | Path,
         idx = torch.randint(n_train, (cfg.batch,), generator=g)
         s, real = shape[idx], alpha[idx]
         z = torch.randn(cfg.batch, cfg.noise, generator=g)
+        adversarial = step >= cfg.adv_after
         # critic
         fake = gen(s, z).detach()
         eps = torch.rand(cfg.batch, 1, 1, generator=g)
@@ -121,8 +127,10 @@ def train_painter(cfg: PainterTrainConfig, strokes: str | Path, run: str | Path,
         opt_d.step()
         # generator
         if step % cfg.critic_every == 0:
-            fake = gen(s, z)
-            g_loss = -critic(fake, s).mean() + cfg.recon * F.l1_loss(fake, real)
+            logit = gen.logits(s, z)
+            g_loss = cfg.recon * F.binary_cross_entropy_with_logits(logit, real)
+            if adversarial:
+                g_loss = g_loss - cfg.adv * critic(torch.sigmoid(logit), s).mean()
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()

@@ -30,7 +30,7 @@ from kaogen.config import from_dict
 from kaogen.errors import KaogenError
 from kaogen.images import save_image
 from kaogen.l2p.agent import Agent
-from kaogen.l2p.config import TrainConfig
+from kaogen.l2p.config import AgentConfig, TrainConfig
 from kaogen.l2p.ddpg import DDPG, actor_input
 from kaogen.l2p.paint import run_agent
 from kaogen.l2p.replay import ReplayBuffer
@@ -92,8 +92,8 @@ class Trainer:
         if path is None:
             return False
         ck = load_checkpoint(path, kind=STATE_KIND, map_location=self.device)
-        saved = from_dict(TrainConfig, ck.config)
-        if asdict(saved.agent) != asdict(self.cfg.agent):
+        saved = from_dict(AgentConfig, ck.config["agent"])
+        if asdict(saved) != asdict(self.cfg.agent):
             raise KaogenError(f"{path} was trained with a different agent config; start a new run instead")
         rp = load_checkpoint(self.run / "replay.pt", kind=REPLAY_KIND)
         if rp.config.get("episode") != ck.meta["episode"]:
