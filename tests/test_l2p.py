@@ -274,3 +274,23 @@ def test_metrics():
     m = mosaic(x, 4)
     assert torch.allclose(m[..., :4, :4].mean((-1, -2)), x[..., :4, :4].mean((-1, -2)), atol=1e-6)
     assert (psnr(mosaic(x, 16), x) > 90).all() and (psnr(mosaic(x, 8), x) > psnr(mosaic(x, 2), x)).all()
+
+
+def test_demo_paints_offline_with_shipped_checkpoints(tmp_path, agent_file, monkeypatch):
+    from kaogen.ist.painter import Generator, NeuralPainter
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / "l2p-agent.pt").write_bytes(agent_file.read_bytes())
+    torch.manual_seed(0)
+    NeuralPainter(Generator(width=8), "classic/kabura").save(shipped / "painter-classic-kabura.pt")
+    monkeypatch.setenv("KAOGEN_CHECKPOINTS", str(shipped))
+    r = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path / "demo"), "--size", "64", "--ist-steps", "2"])
+    assert r.exit_code == 0, r.output
+    names = {p.name for p in (tmp_path / "demo").iterdir()}
+    assert {"target.png", "l2p.gif", "l2p.mp4", "l2p.svg", "l2p.png", "l2p.json", "l2p-stages.png",
+            "ist.gif", "ist.png", "ist.json"} <= names
+    assert len(Painting.load(tmp_path / "demo" / "l2p.json")) == 6
+    monkeypatch.setenv("KAOGEN_CHECKPOINTS", str(tmp_path / "empty"))
+    r = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path / "demo2")])
+    assert r.exit_code == 1 and "no shipped painting agent" in r.output

@@ -16,8 +16,10 @@ from kaogen.cli.common import common_options, force_option, refuse_overwrite
 @click.option("--size", type=int, default=256, show_default=True, help="Longer side of the outputs in pixels.")
 @click.option("--ist/--no-ist", default=True, show_default=True,
               help="Also paint with intrinsic style transfer (about a minute on a CPU).")
+@click.option("--ist-steps", type=click.IntRange(1, 100000), default=200, show_default=True,
+              help="Optimisation steps of the style transfer.")
 @force_option
-def demo(out, image, size, ist, force, device, seed):
+def demo(out, image, size, ist, ist_steps, force, device, seed):
     """Paint a picture with the shipped Learning to Paint agent (and neural painter) and export it everywhere.
 
     \b
@@ -55,7 +57,7 @@ def demo(out, image, size, ist, force, device, seed):
         from kaogen.ist.painter import shipped_painter
         from kaogen.ist.transfer import ISTOptions, transfer
 
-        q, _ = transfer(shipped_painter("classic/kabura", dev), picture, ISTOptions(seed=seed), progress=True,
+        q, _ = transfer(shipped_painter("classic/kabura", dev), picture, ISTOptions(seed=seed, steps=ist_steps), progress=True,
                         source=str(image or "kaogen demo picture"))
         q.save(folder / "ist.json")
         for name in ("ist.gif", "ist.png"):
