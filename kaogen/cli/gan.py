@@ -1,0 +1,194 @@
+"""`kaogen train-gan`, `kaogen sample`, `kaogen interpolate`, `kaogen style-mix`: StyleGAN2."""
+
+from __future__ import annotations
+
+import click
+
+from kaogen.cli.common import device_option, force_option, refuse_overwrite, seed_option
+
+
+@click.command("train-gan")
+@click.option("--data", type=click.Path(file_okay=False), default=None, help="KaoKore root or image folder.")
+@click.option("--outdir", default="runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="TOML GANConfig (configs/gan/).")
+@click.option("--resume", type=click.Path(file_okay=False), default=None, help="Run folder to continue exactly.")
+@click.option("--kimg", type=float, default=None, help="Train until this many thousand real images in total.")
+@click.option("--cond", type=click.Choice(["none", "gender", "status"]), default=None,
+              help="Class conditioning on KaoKore labels [default: the config's, none].")
+@click.option("--split", default="all", show_default=True, type=click.Choice(["train", "dev", "test", "all"]))
+@click.option("--progress/--no-progress", default=True)
+@device_option
+@seed_option
+def train_gan(data, outdir, config_path, resume, kimg, cond, split, progress, device, seed):
+    """Train StyleGAN2 with adaptive augmentation (resumable; several GPUs with torchrun)."""
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from kaogen.config import from_dict, load_config
+    from kaogen.device import resolve_device
+    from kaogen.errors import KaogenError
+    from kaogen.gan.config import GANConfig
+    from kaogen.gan.data import CLASS_NAMES, RealSampler, load_images
+    from kaogen.gan.train import GANTrainer, dist_info, setup_distributed
+    from kaogen.runs import next_run_dir, record_run
+
+    setup_distributed()
+    rank, world = dist_info()
+    if resume:
+        run = Path(resume)
+        if not (run / "config.json").is_file() or not any(run.glob("snapshot-*.pt")):
+            raise KaogenError(f"{run} is not a train-gan run folder with a snapshot")
+        saved = json.loads((run / "config.json").read_text())
+        cfg = from_dict(GANConfig, {**saved["config"], **({"kimg": kimg} if kimg else {})})
+        data, split, seed = saved["data"], saved["split"], saved["seed"]
+    else:
+        if not data:
+            raise KaogenError("give --data ROOT_OR_FOLDER (or --resume RUN)")
+        over = {k: v for k, v in (("kimg", kimg), ("cond", cond)) if v is not None}
+        cfg = load_config(GANConfig, config_path, **over) if config_path else from_dict(GANConfig, over)
+        run = next_run_dir(outdir, "gan") if rank == 0 else None
+        if world > 1:
+            import torch
+
+            holder = [str(run) if run else None]
+            torch.distributed.broadcast_object_list(holder, 0)
+            run = Path(holder[0])
+    if cfg.cond != "none":
+        cfg.net.num_classes = len(CLASS_NAMES[cfg.cond])
+    images, labels = load_images(data, cfg.net.resolution, cfg.cond, split)
+    dev = resolve_device(device)
+    if world > 1 and dev == "cuda":
+        import torch
+
+        dev = f"cuda:{torch.cuda.current_device()}"
+    trainer = GANTrainer(cfg, RealSampler(images, labels, cfg.net.num_classes, cfg.xflip), run, dev, seed)
+    if resume:
+        trainer.resume()
+        click.echo(f"resuming {run} at {trainer.nimg / 1000:.2f} kimg (augment p {trainer.augment.p:.3f})")
+    if rank == 0:
+        record_run(run, {"config": asdict(cfg), "data": str(data), "split": split, "seed": seed, "world": world})
+    trainer.train(progress)
+    if rank == 0:
+        click.echo(f"done: {run}/generator.pt ({trainer.nimg / 1000:.2f} kimg)")
+
+
+@click.command()
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="[default: the shipped generator]")
+@click.option("--seeds", default="0-15", show_default=True, help="e.g. 0-63 or 1,5,9")
+@click.option("--trunc", type=float, default=1.0, show_default=True, help="Truncation psi (1: none).")
+@click.option("--class", "label", default=None, help="status=warrior, gender=female, ... (conditional generators)")
+@click.option("-o", "--out", required=True, type=click.Path(), help="grid.png (one grid) or a folder (one PNG per seed).")
+@click.option("--columns", type=int, default=8, show_default=True)
+@force_option
+@device_option
+def sample(checkpoint, seeds, trunc, label, out, columns, force, device):
+    """Generate faces from seeds (a seed gives the same image whatever the batch)."""
+    from pathlib import Path
+
+    import torch
+
+    from kaogen.device import resolve_device
+    from kaogen.gan.sample import GeneratorBundle, parse_seeds
+    from kaogen.images import save_image
+
+    refuse_overwrite(out, force)
+    g = GeneratorBundle.load(checkpoint, resolve_device(device))
+    seed_list = parse_seeds(seeds)
+    imgs = g.generate(seed_list, trunc, _class(label, g))
+    out = Path(out)
+    if out.suffix:
+        rows = [torch.cat(list(imgs[i:i + columns]) + [torch.ones_like(imgs[0])] * (columns - len(imgs[i:i + columns])), 2)
+                for i in range(0, len(imgs), columns)]
+        save_image(out, torch.cat(rows, 1))
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for s, im in zip(seed_list, imgs):
+            save_image(out / f"seed{s:05d}.png", im)
+    click.echo(f"wrote {out} ({len(imgs)} images)")
+
+
+def _class(label, g):
+    from kaogen.errors import KaogenError
+
+    if label is None:
+        return None
+    key, _, value = label.partition("=")
+    if not value or key != g.cond:
+        raise KaogenError(f"--class must be {g.cond}=NAME for this generator" if g.cond != "none"
+                          else "this generator is unconditional: drop --class")
+    return value
+
+
+@click.command()
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None)
+@click.option("--seeds", default="1,5,9", show_default=True, help="Key seeds; the walk loops back to the first.")
+@click.option("--frames", type=click.IntRange(2, 100000), default=120, show_default=True)
+@click.option("--trunc", type=float, default=0.7, show_default=True)
+@click.option("--class", "label", default=None)
+@click.option("--fps", type=float, default=24.0, show_default=True)
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help=".gif, .mp4 or .webp")
+@force_option
+@device_option
+def interpolate(checkpoint, seeds, frames, trunc, label, fps, out, force, device):
+    """A looping latent walk through seeds (spherical in z... linear in W, eased)."""
+    import torch
+
+    from kaogen.device import resolve_device
+    from kaogen.gan.sample import GeneratorBundle, parse_seeds
+    from kaogen.render.export import write_video
+
+    refuse_overwrite(out, force)
+    g = GeneratorBundle.load(checkpoint, resolve_device(device))
+    keys = g.ws(parse_seeds(seeds), trunc, _class(label, g))                         # (K, num_ws, w_dim)
+    K = len(keys)
+    t = torch.arange(frames) / frames * K
+    i0 = t.floor().long() % K
+    f = (t - t.floor())
+    f = (f * f * (3 - 2 * f))[:, None, None].to(keys)                                  # ease in and out
+    ws = keys[i0] * (1 - f) + keys[(i0 + 1) % K] * f
+    imgs = g.synthesize(ws)
+    write_video(list(imgs), out, fps, hold=0)
+    click.echo(f"wrote {out} ({frames} frames through seeds {seeds}, looping)")
+
+
+@click.command("style-mix")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None)
+@click.option("--rows", default="1-4", show_default=True, help="Seeds giving the coarse / middle / fine styles.")
+@click.option("--cols", default="10-14", show_default=True, help="Seeds whose styles are mixed in.")
+@click.option("--trunc", type=float, default=0.7, show_default=True)
+@click.option("--class", "label", default=None)
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False))
+@force_option
+@device_option
+def style_mix(checkpoint, rows, cols, trunc, label, out, force, device):
+    """A grid: row seeds keep their styles except coarse (4-8 px), middle (16-32 px) or fine (64 px+)
+    layers, taken from the column seeds; top row and left column show the sources."""
+    import math
+
+    import torch
+
+    from kaogen.device import resolve_device
+    from kaogen.gan.sample import GeneratorBundle, parse_seeds
+    from kaogen.images import save_image
+
+    refuse_overwrite(out, force)
+    g = GeneratorBundle.load(checkpoint, resolve_device(device))
+    r, c = parse_seeds(rows), parse_seeds(cols)
+    cls = _class(label, g)
+    wr, wc = g.ws(r, trunc, cls), g.ws(c, trunc, cls)
+    n = wr.shape[1]
+    # w index of the layers at resolution 2^k: 2k-3 .. 2k-2 (4 px: 0; toRGB shares the next)
+    idx = lambda lo, hi: [i for i in range(n) if lo <= max(2, (i + 3) // 2) <= hi]  # noqa: E731
+    bands = {"coarse": idx(2, 3), "middle": idx(4, 5), "fine": idx(6, int(math.log2(g.G.cfg.resolution)))}
+    blank = torch.ones(3, g.G.cfg.resolution, g.G.cfg.resolution)
+    top = [blank] + list(g.synthesize(wc))
+    grid = [torch.cat(top, 2)]
+    src = g.synthesize(wr)
+    for band in ("coarse", "middle", "fine"):
+        for i in range(len(r)):
+            mixed = wr[i:i + 1].repeat(len(c), 1, 1)
+            mixed[:, bands[band]] = wc[:, bands[band]]
+            grid.append(torch.cat([src[i]] + list(g.synthesize(mixed)), 2))
+    save_image(out, torch.cat(grid, 1))
+    click.echo(f"wrote {out}: rows {rows} x cols {cols}, coarse / middle / fine bands")

@@ -1,0 +1,94 @@
+"""Data-efficient GAN training: adaptive discriminator augmentation (ADA) on kornia, and DiffAugment.
+
+Images are (B, 3, H, W) in [-1, 1]; every transform is differentiable, so the generator learns
+through the augmentation of its fakes, and the same pipeline is applied to reals and fakes (which is
+what keeps augmentations from leaking into the generated images, Karras et al. 2020).
+
+ADA: each transform of the pipeline fires with probability p. Every `interval` steps,
+r_t = E[sign(D(augmented reals))] is compared to the target (0.6): p goes up when the discriminator
+is too sure of the reals (overfitting) and down otherwise, by batch * interval / (ada_kimg * 1000).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def ada_pipeline(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Geometric and colour transforms of the ADA 'bgc' family, each applied with probability p."""
+    if p <= 0:
+        return x
+    import kornia.augmentation as K
+
+    pipe = torch.nn.Sequential(
+        K.RandomHorizontalFlip(p=p),
+        K.RandomAffine(degrees=0, translate=(0.125, 0.125), p=p, padding_mode="reflection"),   # integer-ish translation
+        K.RandomAffine(degrees=0, scale=(2 ** -0.2, 2 ** 0.2), p=p, padding_mode="reflection"),  # isotropic scale
+        K.RandomAffine(degrees=180, p=p, padding_mode="reflection"),                               # rotation
+        K.RandomAffine(degrees=0, scale=(0.9, 1.1, 0.9, 1.1), p=p, padding_mode="reflection"),   # anisotropic
+    )
+    color = K.ColorJitter(brightness=0.2, contrast=0.5, saturation=1.0, hue=0.1, p=p)
+    y = pipe((x + 1) / 2)                      # kornia works in [0, 1]
+    return color(y.clamp(0, 1)) * 2 - 1
+
+
+def diffaugment(x: torch.Tensor) -> torch.Tensor:
+    """DiffAugment 'color,translation,cutout' (Zhao et al. 2020), always on."""
+    B = x.shape[0]
+    dev = x.device
+    x = x + (torch.rand(B, 1, 1, 1, device=dev) - 0.5)
+    mean = x.mean(1, keepdim=True)
+    x = (x - mean) * (torch.rand(B, 1, 1, 1, device=dev) * 2) + mean
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = (x - mean) * (torch.rand(B, 1, 1, 1, device=dev) + 0.5) + mean
+    H, W = x.shape[2:]
+    sx, sy = int(W * 0.125 + 0.5), int(H * 0.125 + 0.5)
+    tx = torch.randint(-sx, sx + 1, (B, 1, 1), device=dev)
+    ty = torch.randint(-sy, sy + 1, (B, 1, 1), device=dev)
+    gy, gx = torch.meshgrid(torch.arange(H, device=dev), torch.arange(W, device=dev), indexing="ij")
+    gx = (gx[None] + tx).clamp(0, W - 1)
+    gy = (gy[None] + ty).clamp(0, H - 1)
+    idx = (gy * W + gx).view(B, 1, -1).expand(-1, 3, -1)
+    x = x.flatten(2).gather(2, idx).view(B, 3, H, W)
+    cx = torch.randint(0, W, (B, 1, 1), device=dev)
+    cy = torch.randint(0, H, (B, 1, 1), device=dev)
+    keep = ((torch.arange(W, device=dev)[None, None, :] - cx).abs() >= W // 4) | \
+           ((torch.arange(H, device=dev)[None, :, None] - cy).abs() >= H // 4)
+    return x * keep[:, None].to(x.dtype)
+
+
+class Augment:
+    """The augmentation of a run: kind 'ada' (adaptive p), 'diffaugment' or 'none'; p is part of the state."""
+
+    def __init__(self, kind: str, target: float = 0.6, interval: int = 4, ada_kimg: float = 100.0):
+        self.kind, self.target, self.interval, self.ada_kimg = kind, target, interval, ada_kimg
+        self.p = 0.0
+        self._signs: list[torch.Tensor] = []
+        self.rt = float("nan")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "ada":
+            return ada_pipeline(x, self.p)
+        if self.kind == "diffaugment":
+            return diffaugment(x)
+        return x
+
+    def observe(self, real_logits: torch.Tensor, batch: int) -> None:
+        """Accumulate sign(D(real)); every `interval` calls, move p toward r_t = target."""
+        if self.kind != "ada":
+            return
+        self._signs.append(real_logits.detach().sign().mean())
+        if len(self._signs) >= self.interval:
+            self.rt = torch.stack(self._signs).mean().item()
+            step = batch * self.interval / (self.ada_kimg * 1000)
+            self.p = float(min(1.0, max(0.0, self.p + math.copysign(step, self.rt - self.target))))
+            self._signs = []
+
+    def state(self) -> dict:
+        return {"p": self.p, "rt": self.rt, "signs": [float(s) for s in self._signs]}
+
+    def load(self, d: dict) -> None:
+        self.p, self.rt = float(d["p"]), float(d["rt"])
+        self._signs = [torch.tensor(s) for s in d["signs"]]

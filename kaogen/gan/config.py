@@ -1,0 +1,44 @@
+"""Typed configs of the StyleGAN2 trainer (`configs/gan/*.toml` override any field)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class NetworkConfig:
+    resolution: int = 256             # 32 .. 1024, a power of 2
+    z_dim: int = 512
+    w_dim: int = 512
+    mapping_layers: int = 8
+    channel_base: int = 16384         # channels at resolution r: min(channel_base / r, channel_max)
+    channel_max: int = 512
+    num_classes: int = 0              # 0: unconditional; else one-hot labels embedded into the mapping
+    mbstd_group: int = 4
+
+
+@dataclass
+class GANConfig:
+    net: NetworkConfig = field(default_factory=NetworkConfig)
+    cond: Literal["none", "gender", "status"] = "none"
+    batch: int = 32
+    lr: float = 0.0025
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1_gamma: float = 1.0             # R1 weight (lazy: every r1_every steps, scaled accordingly)
+    r1_every: int = 16
+    pl_weight: float = 2.0            # path length regularisation (lazy: every pl_every steps)
+    pl_every: int = 4
+    pl_decay: float = 0.01
+    style_mixing: float = 0.9
+    ema_kimg: float = 10.0            # generator EMA half-life in thousands of images
+    augment: Literal["ada", "diffaugment", "none"] = "ada"
+    ada_target: float = 0.6           # target of E[sign(D(real))]
+    ada_interval: int = 4             # steps between adjustments of p
+    ada_kimg: float = 100.0           # p can go from 0 to 1 in this many thousand images
+    xflip: bool = True
+    kimg: float = 1000.0              # training length in thousands of real images shown
+    snapshot_kimg: float = 10.0       # checkpoint + sample grid every this many kimg
+    keep: int = 3                     # snapshots kept
+    amp: bool = True                  # mixed precision (bfloat16) on CUDA
+    workers: int = 2

@@ -1,0 +1,57 @@
+"""Training images for the GAN, held in memory as uint8: a KaoKore root (with labels) or any folder.
+
+Reals are drawn by index from a seeded generator (saved with the run, so a resumed run sees the
+same sequence) and x-flipped half the time when asked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from kaogen.errors import KaogenError
+
+CLASS_NAMES = {"gender": ("male", "female"), "status": ("noble", "warrior", "incarnation", "commoner")}
+
+
+def load_images(root: str | Path, resolution: int, cond: str = "none", split: str = "all") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """uint8 (N, 3, R, R) and labels (N,) long (None when unconditional)."""
+    from kaogen.data.datasets import ImageFolderDataset, KaoKoreDataset
+
+    root = Path(root)
+    if not root.is_dir():
+        raise KaogenError(f"training data {root} is not a folder")
+    kaokore = (root / "labels.csv").is_file() and any(root.glob("images_*"))
+    if cond != "none" and not kaokore:
+        raise KaogenError(f"--cond {cond} needs a KaoKore root with labels.csv; {root} is a plain image folder")
+    if kaokore:
+        ds = KaoKoreDataset(root, split=split, labels=cond if cond != "none" else "none", resolution=resolution)
+    else:
+        ds = ImageFolderDataset(root, resolution=resolution)
+    items = [ds[i] for i in range(len(ds))]
+    images = torch.stack([(it["image"] * 255).round().to(torch.uint8) for it in items])
+    labels = torch.tensor([it[cond] for it in items]) if cond != "none" else None
+    return images, labels
+
+
+class RealSampler:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, num_classes: int, xflip: bool):
+        self.images, self.labels, self.num_classes, self.xflip = images, labels, num_classes, xflip
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, n: int, g: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reals (n, 3, R, R) in [-1, 1] and one-hot labels (n, num_classes) ((n, 0) when unconditional)."""
+        idx = torch.randint(len(self.images), (n,), generator=g)
+        x = self.images[idx].float() / 127.5 - 1
+        if self.xflip:
+            flip = torch.rand(n, generator=g) < 0.5
+            x[flip] = x[flip].flip(-1)
+        return x.to(device), self.onehot(idx).to(device)
+
+    def onehot(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.labels is None:
+            return torch.zeros(len(idx), 0)
+        return torch.nn.functional.one_hot(self.labels[idx], self.num_classes).float()

@@ -1,0 +1,167 @@
+"""StyleGAN2: network properties, ADA, learning toward a known distribution, exact resume, sampling CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from kaogen.checkpoint import Checkpoint, save_checkpoint
+from kaogen.cli.main import cli
+from kaogen.errors import KaogenError
+from kaogen.gan.augment import Augment, diffaugment
+from kaogen.gan.config import GANConfig, NetworkConfig
+from kaogen.gan.data import RealSampler
+from kaogen.gan.networks import Discriminator, Generator, ModulatedConv
+from kaogen.gan.sample import GeneratorBundle, parse_seeds
+from kaogen.gan.train import GANTrainer
+
+TINY = dict(resolution=16, z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32)
+
+
+def known_data(n: int = 128) -> torch.Tensor:
+    """Left half red, right half blue, a brightness per image: uint8 (n, 3, 16, 16)."""
+    g = torch.Generator().manual_seed(0)
+    b = 0.6 + 0.4 * torch.rand(n, 1, 1, 1, generator=g)
+    x = torch.zeros(n, 3, 16, 16)
+    x[:, 0, :, :8] = 1
+    x[:, 2, :, 8:] = 1
+    return (x * b * 255).to(torch.uint8)
+
+
+def tiny_cfg(**over) -> GANConfig:
+    base = dict(batch=16, kimg=0.8, snapshot_kimg=0.2, ema_kimg=0.05, lr=0.002, ada_kimg=5, pl_weight=0.0)
+    return GANConfig(net=NetworkConfig(**TINY), **{**base, **over})
+
+
+def test_shapes_and_conditioning():
+    cfg = NetworkConfig(**{**TINY, "resolution": 32, "num_classes": 4})
+    G, D = Generator(cfg), Discriminator(cfg)
+    c = torch.eye(4)[[0, 3]]
+    img = G(torch.randn(2, 32), c)
+    assert img.shape == (2, 3, 32, 32) and D(img, c).shape == (2,)
+    assert G.mapping(torch.randn(2, 32), c).shape == (2, G.num_ws, 32)
+    # the class changes the image
+    z = torch.randn(1, 32)
+    assert (G(z, c[:1], noise="const") - G(z, c[1:], noise="const")).abs().mean() > 1e-3
+    with pytest.raises(ValueError):
+        Generator(NetworkConfig(**{**TINY, "resolution": 48}))
+
+
+def test_modulated_conv_demodulates_to_unit_variance():
+    torch.manual_seed(0)
+    conv = ModulatedConv(64, 32, 16)
+    x = torch.randn(8, 64, 16, 16)
+    y = conv(x, torch.randn(8, 16) * 3)                 # whatever the style's scale
+    assert abs(y.std().item() - 1.0) < 0.15
+    plain = ModulatedConv(64, 32, 16, demod=False)
+    assert abs(plain(x, torch.randn(8, 16) * 3).std().item() - 1.0) > 0.3
+
+
+def test_ada_probability_follows_overfitting():
+    a = Augment("ada", target=0.6, interval=4, ada_kimg=1)
+    for _ in range(40):
+        a.observe(torch.ones(16), 16)                   # D is sure of every real: overfitting
+    assert a.p > 0.5
+    high = a.p
+    for _ in range(40):
+        a.observe(-torch.ones(16), 16)
+    assert a.p < high
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    a.p = 1.0
+    assert a(x).shape == x.shape and not torch.equal(a(x), x)
+    assert Augment("none")(x) is x and diffaugment(x).shape == x.shape
+
+
+def test_training_moves_samples_toward_the_data():
+    """The data's mean image is known (red left half, blue right half); samples must approach it."""
+    data = known_data()
+    target = data.float().mean(0) / 127.5 - 1
+    tr = GANTrainer(tiny_cfg(), RealSampler(data, None, 0, False), __import__("tempfile").mkdtemp())
+
+    def distance():
+        return ((tr.bundle().generate(list(range(64))) * 2 - 1).mean(0) - target).abs().mean().item()
+
+    before = distance()
+    tr.train(progress=False)
+    assert distance() < 0.5 * before
+    x = tr.bundle().generate(list(range(64)))
+    assert x[:, 0, :, :8].mean() > x[:, 0, :, 8:].mean() + 0.2       # red on the left
+    assert x[:, 2, :, 8:].mean() > x[:, 2, :, :8].mean() + 0.2       # blue on the right
+
+
+def test_resume_is_exact(tmp_path):
+    data = known_data(32)
+    cfg = dict(kimg=0.128, snapshot_kimg=0.064, pl_weight=2.0, pl_every=2, r1_every=2, ada_kimg=0.5)
+    a = GANTrainer(tiny_cfg(**cfg), RealSampler(data, None, 0, True), tmp_path / "a", seed=1)
+    a.train(progress=False)
+    b = GANTrainer(tiny_cfg(**{**cfg, "kimg": 0.064}), RealSampler(data, None, 0, True), tmp_path / "b", seed=1)
+    b.train(progress=False)
+    c = GANTrainer(tiny_cfg(**cfg), RealSampler(data, None, 0, True), tmp_path / "b", seed=1)
+    assert c.resume() and c.nimg == 64
+    c.train(progress=False)
+    assert a.augment.p == c.augment.p and a.augment.p > 0
+    for name in ("G", "D", "G_ema"):
+        for (n, p), (_, q) in zip(getattr(a, name).state_dict().items(), getattr(c, name).state_dict().items()):
+            assert torch.equal(p, q), (name, n)
+    rows = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kimg"] for r in rows] == [0.064, 0.128]
+
+
+def test_divergence_stops_without_saving(tmp_path, monkeypatch):
+    tr = GANTrainer(tiny_cfg(kimg=0.064, snapshot_kimg=0.032), RealSampler(known_data(16), None, 0, False), tmp_path)
+    real_forward = tr.D.forward
+    monkeypatch.setattr(tr.D, "forward", lambda img, c=None: real_forward(img, c) * float("nan"))
+    with pytest.raises(KaogenError, match="diverged"):
+        tr.train(progress=False)
+    assert not list(tmp_path.glob("snapshot-*.pt")) and not (tmp_path / "generator.pt").exists()
+
+
+def test_a_seed_is_the_same_image_in_any_batch(tmp_path):
+    torch.manual_seed(0)
+    g = GeneratorBundle(Generator(NetworkConfig(**TINY)))
+    alone = g.generate([7])
+    many = g.generate([1, 7, 3], batch=3)
+    torch.testing.assert_close(alone[0], many[1], atol=1e-5, rtol=0)
+    assert parse_seeds("0-3,9") == [0, 1, 2, 3, 9]
+    with pytest.raises(KaogenError):
+        parse_seeds("a-b")
+
+
+def test_sampling_commands(tmp_path):
+    torch.manual_seed(0)
+    ck = GeneratorBundle(Generator(NetworkConfig(**TINY))).save(tmp_path / "g.pt")
+    run = lambda *a: CliRunner().invoke(cli, list(a))  # noqa: E731
+    r = run("sample", "--checkpoint", str(ck), "--seeds", "0-9", "-o", str(tmp_path / "grid.png"))
+    assert r.exit_code == 0, r.output
+    from PIL import Image
+    assert Image.open(tmp_path / "grid.png").size == (8 * 16, 2 * 16)
+    assert run("sample", "--checkpoint", str(ck), "--seeds", "1,2", "-o", str(tmp_path / "d")).exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["seed00001.png", "seed00002.png"]
+    r = run("interpolate", "--checkpoint", str(ck), "--seeds", "1,5", "--frames", "6", "-o", str(tmp_path / "w.gif"))
+    assert r.exit_code == 0, r.output
+    with Image.open(tmp_path / "w.gif") as im:
+        assert im.n_frames >= 2
+    assert run("style-mix", "--checkpoint", str(ck), "--rows", "1-2", "--cols", "3-4", "-o", str(tmp_path / "m.png")).exit_code == 0
+    assert Image.open(tmp_path / "m.png").size == (3 * 16, 7 * 16)
+    wrong = save_checkpoint(tmp_path / "agent.pt", Checkpoint("l2p-agent", {}, {}))
+    for args in (("sample", "--checkpoint", str(wrong), "-o", str(tmp_path / "x.png")),
+                 ("sample", "--checkpoint", str(ck), "--class", "status=warrior", "-o", str(tmp_path / "x.png")),
+                 ("sample", "--checkpoint", str(ck), "--seeds", "zz", "-o", str(tmp_path / "x.png"))):
+        r = run(*args)
+        assert r.exit_code == 1 and r.output.startswith("Error:") and len(r.output.strip().splitlines()) == 1, r.output
+        assert not (tmp_path / "x.png").exists()
+
+
+def test_conditional_training_on_kaokore_labels(tmp_path, sample_root):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("batch = 4\nkimg = 0.008\nsnapshot_kimg = 0.008\n[net]\nresolution = 16\nz_dim = 16\nw_dim = 16\n"
+                   "mapping_layers = 1\nchannel_base = 128\nchannel_max = 16\n")
+    r = CliRunner().invoke(cli, ["train-gan", "--data", str(sample_root), "--config", str(cfg), "--cond", "status",
+                                 "--outdir", str(tmp_path / "runs"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    g = GeneratorBundle.load(tmp_path / "runs" / "00000-gan" / "generator.pt")
+    assert g.class_names == ["noble", "warrior", "incarnation", "commoner"]
+    assert g.generate([0], label="warrior").shape == (1, 3, 16, 16)
