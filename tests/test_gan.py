@@ -165,3 +165,70 @@ def test_conditional_training_on_kaokore_labels(tmp_path, sample_root):
     g = GeneratorBundle.load(tmp_path / "runs" / "00000-gan" / "generator.pt")
     assert g.class_names == ["noble", "warrior", "incarnation", "commoner"]
     assert g.generate([0], label="warrior").shape == (1, 3, 16, 16)
+
+
+def test_fid_kid_precision_recall_on_known_gaussians():
+    from kaogen.gan.metrics import fid, kid, precision_recall
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 8, generator=g, dtype=torch.float64)
+    b = torch.randn(4000, 8, generator=g, dtype=torch.float64)
+    shift = torch.zeros(8, dtype=torch.float64)
+    shift[0] = 2.0
+    assert fid(a, b) < 0.05                                  # same distribution
+    assert fid(a, b + shift) == pytest.approx(4.0, abs=0.15)   # |mu1 - mu2|^2 with equal covariances
+    assert fid(a, b * 2) == pytest.approx(8 * (1 + 4 - 2 * 2), abs=0.4)   # tr(S1 + S2 - 2 sqrt(S1 S2))
+    assert abs(kid(a, b, subsets=10, subset_size=500)) < 0.02 < kid(a, b + shift, subsets=10, subset_size=500)
+    p, r = precision_recall(a[:1000], b[:1000])
+    assert p > 0.8 and r > 0.8
+    p, r = precision_recall(a[:1000], b[:1000] + 50)
+    assert p == 0 and r == 0
+
+
+def test_metrics_with_a_stand_in_extractor_and_missing_weights(tmp_path, monkeypatch):
+    from kaogen.gan.metrics import InceptionFeatures, features, fid
+
+    proj = torch.randn(3 * 16 * 16, 32, generator=torch.Generator().manual_seed(0))
+    stand_in = lambda x: x.flatten(1) @ proj  # noqa: E731
+    data = known_data(64).float() / 255
+    torch.manual_seed(0)
+    g = GeneratorBundle(Generator(NetworkConfig(**TINY)))
+    f_real, f_same = features(stand_in, data[:32]), features(stand_in, data[32:])
+    f_fake = features(stand_in, g.generate(list(range(32))))
+    assert fid(f_real, f_same) < fid(f_real, f_fake)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(KaogenError, match="pt_inception"):
+        InceptionFeatures()
+    ck = g.save(tmp_path / "g.pt")
+    r = CliRunner().invoke(cli, ["metrics", "--checkpoint", str(ck), "--data", str(tmp_path)])
+    assert r.exit_code == 1 and "pt_inception-2015-12-05-6726825d.pth" in r.output
+
+
+def test_projection_finds_a_generated_face(tmp_path):
+    from kaogen.gan.project import project
+
+    torch.manual_seed(0)
+    g = GeneratorBundle(Generator(NetworkConfig(**TINY)))
+    target = g.generate([5])[0]
+    start = ((g.synthesize(g.G.mapping.w_avg[None, None].expand(1, g.G.num_ws, -1)) - target) ** 2).mean()
+    ws, result, frames, name = project(g, target, steps=80, space="w+", loss="offline", video_every=20, lr=0.1)
+    assert ws.shape == (g.G.num_ws, 32) and result.shape == (3, 16, 16) and len(frames) == 4 and name == "offline"
+    assert ((result - target) ** 2).mean() < 0.5 * start
+
+
+def test_inception_features_load_a_local_weights_file(tmp_path):
+    """The standard FID network is built by pytorch-fid and filled from a local file, never downloaded
+    (here a file of random weights with the right layout)."""
+    pytest.importorskip("pytorch_fid")
+    import unittest.mock
+
+    import pytorch_fid.inception as I
+
+    from kaogen.gan.metrics import InceptionFeatures
+
+    with unittest.mock.patch.object(torch.nn.Module, "load_state_dict", lambda self, sd, *a, **k: None), \
+            unittest.mock.patch("pytorch_fid.inception.load_state_dict_from_url", lambda *a, **k: {}):
+        net = I.fid_inception_v3()
+    torch.save(net.state_dict(), tmp_path / "inception.pth")
+    ext = InceptionFeatures(str(tmp_path / "inception.pth"))
+    assert ext(torch.rand(2, 3, 64, 64)).shape == (2, 2048)

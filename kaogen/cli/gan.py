@@ -192,3 +192,82 @@ def style_mix(checkpoint, rows, cols, trunc, label, out, force, device):
             grid.append(torch.cat([src[i]] + list(g.synthesize(mixed)), 2))
     save_image(out, torch.cat(grid, 1))
     click.echo(f"wrote {out}: rows {rows} x cols {cols}, coarse / middle / fine bands")
+
+
+@click.command()
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None)
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Folder: latent.pt, result.png (target | result), optimisation.mp4")
+@click.option("--space", type=click.Choice(["w", "w+"]), default="w", show_default=True)
+@click.option("--steps", type=click.IntRange(1, 100000), default=300, show_default=True)
+@click.option("--loss", type=click.Choice(["auto", "lpips", "offline"]), default="auto", show_default=True)
+@click.option("--class", "label", default=None)
+@force_option
+@device_option
+@seed_option
+def project(image, checkpoint, out, space, steps, loss, label, force, device, seed):
+    """Invert IMAGE into the generator's W or W+ space; write the latent, the result and a video."""
+    from pathlib import Path
+
+    import torch
+
+    from kaogen.atomic import atomic_path
+    from kaogen.device import resolve_device
+    from kaogen.gan.project import project as run_project
+    from kaogen.gan.sample import GeneratorBundle
+    from kaogen.images import load_rgb, save_image
+    from kaogen.render.export import write_video
+
+    refuse_overwrite(out, force)
+    img = load_rgb(image)
+    g = GeneratorBundle.load(checkpoint, resolve_device(device))
+    ws, result, frames, loss_name = run_project(g, img, steps, space,
+                                                loss, _class(label, g), video_every=max(1, steps // 60),
+                                                progress=True, seed=seed)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "latent.pt") as tmp:
+        torch.save({"ws": ws, "space": space, "checkpoint": g.source, "loss": loss_name}, tmp)
+    R = result.shape[1]
+    target = torch.nn.functional.interpolate(img[None], size=(R, R), mode="bilinear", antialias=True)[0].clamp(0, 1)
+    save_image(folder / "result.png", torch.cat([target, result], 2))
+    write_video(frames, folder / "optimisation.mp4", fps=12, hold=1)
+    click.echo(f"wrote {folder}/latent.pt, result.png, optimisation.mp4 ({loss_name} loss, {space})")
+
+
+@click.command()
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None)
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="KaoKore root or image folder (the reals).")
+@click.option("--num", type=click.IntRange(10, 1_000_000), default=10000, show_default=True, help="Generated images.")
+@click.option("--inception", type=click.Path(dir_okay=False), default=None,
+              help="pt_inception-2015-12-05-6726825d.pth [default: $TORCH_HOME/hub/checkpoints].")
+@click.option("--trunc", type=float, default=1.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, default=False)
+@device_option
+def metrics(checkpoint, data, num, inception, trunc, as_json, device):
+    """FID, KID, precision and recall of a generator against a data set (standard Inception features)."""
+    import json
+
+    import torch
+
+    from kaogen.device import resolve_device
+    from kaogen.gan.data import load_images
+    from kaogen.gan.metrics import InceptionFeatures, features, fid, kid, precision_recall
+    from kaogen.gan.sample import GeneratorBundle
+
+    dev = resolve_device(device)
+    ext = InceptionFeatures(inception).to(dev)
+    g = GeneratorBundle.load(checkpoint, dev)
+    reals, _ = load_images(data, g.G.cfg.resolution)
+    fr = features(lambda x: ext(x.to(dev)), [reals[i:i + 64].float() / 255 for i in range(0, len(reals), 64)])
+    names = g.class_names
+    batches = []
+    for s in range(0, num, 64):
+        seeds = list(range(s, min(num, s + 64)))
+        label = names[s // 64 % len(names)] if names else None
+        batches.append(g.generate(seeds, trunc, label))
+    ff = features(lambda x: ext(x.to(dev)), batches)
+    p, r = precision_recall(fr[:10000], ff[:10000])
+    res = {"fid": fid(fr, ff), "kid": kid(fr, ff), "precision": p, "recall": r, "reals": len(fr), "fakes": len(ff)}
+    click.echo(json.dumps(res) if as_json else "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in res.items()))

@@ -8,7 +8,7 @@ from kaogen import __version__
 from kaogen.cli.common import KaogenGroup
 from kaogen.cli.data import data
 from kaogen.cli.demo import demo
-from kaogen.cli.gan import interpolate, sample, style_mix, train_gan
+from kaogen.cli.gan import interpolate, metrics, project, sample, style_mix, train_gan
 from kaogen.cli.ist import make_strokes_cmd, train_painter_cmd
 from kaogen.cli.l2p import train_l2p, train_renderer_cmd
 from kaogen.cli.paint import paint
@@ -25,7 +25,7 @@ def cli():
     Renderer:  kaogen render PAINTING.json -o OUT.gif|mp4|webp|png|svg|DIR
     Painting:  kaogen paint --method l2p|ist IMAGE -o OUT.gif
                (train: kaogen train-l2p, train-renderer, make-strokes, train-painter)
-    StyleGAN2: kaogen train-gan | sample | interpolate | style-mix
+    StyleGAN2: kaogen train-gan | sample | interpolate | style-mix | project | metrics
     Demo:      kaogen demo -o kaogen-demo   (offline)
     """
 
@@ -39,6 +39,8 @@ cli.add_command(train_gan)
 cli.add_command(sample)
 cli.add_command(interpolate)
 cli.add_command(style_mix)
+cli.add_command(project)
+cli.add_command(metrics)
 cli.add_command(make_strokes_cmd)
 cli.add_command(train_painter_cmd)
 cli.add_command(train_renderer_cmd)
