@@ -232,3 +232,11 @@ def test_inception_features_load_a_local_weights_file(tmp_path):
     torch.save(net.state_dict(), tmp_path / "inception.pth")
     ext = InceptionFeatures(str(tmp_path / "inception.pth"))
     assert ext(torch.rand(2, 3, 64, 64)).shape == (2, 2048)
+
+
+def test_fast_modulated_conv_equals_the_grouped_one():
+    torch.manual_seed(0)
+    for up, demod, k in ((False, True, 3), (True, True, 3), (False, False, 1)):
+        conv = ModulatedConv(8, 6, 16, k=k, demod=demod, up=up)
+        x, w = torch.randn(3, 8, 8, 8), torch.randn(3, 16)
+        torch.testing.assert_close(conv(x, w), conv(x, w, fused=True), atol=1e-4, rtol=1e-4)
