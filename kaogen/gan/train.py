@@ -91,6 +91,16 @@ class GANTrainer:
         self.amp = cfg.amp and self.device.type == "cuda"
 
     # ------------------------------------------------------------------------------- state
+    def check_replicas(self) -> None:
+        """With several processes: every replica must hold the same weights (same init, averaged gradients)."""
+        if self.world == 1:
+            return
+        total = torch.stack([p.detach().double().sum() for p in self.G.parameters()]).sum().reshape(1)
+        gathered = [torch.zeros_like(total) for _ in range(self.world)]
+        torch.distributed.all_gather(gathered, total)
+        if any(not torch.equal(g, gathered[0]) for g in gathered):
+            raise KaogenError("the training processes' generators differ: replicas diverged")
+
     def snapshot(self) -> None:
         if self.rank != 0:
             return
@@ -226,6 +236,7 @@ class GANTrainer:
             bar.update(cfg.batch)
             bar.set_postfix(p=f"{self.augment.p:.3f}", g=f"{out['g_loss']:.3f}", d=f"{out['d_loss']:.3f}")
             if self.nimg // every != (self.nimg - cfg.batch) // every or self.nimg >= total:
+                self.check_replicas()
                 if self.rank == 0:
                     row = {"kimg": self.nimg / 1000, **{k: float(np.mean(v)) for k, v in acc.items()},
                            "augment_p": self.augment.p, "rt": self.augment.rt,
