@@ -166,7 +166,7 @@ def test_recover_known_strokes_by_optimisation():
         opt.step()
         with torch.no_grad():
             guess.clamp_(0, 1)
-    end = float(((paint(guess) - target) ** 2).mean())
+    end = float(((paint(guess) - target) ** 2).mean().detach())
     assert end < start / 20
     assert (S.color(guess) - S.color(true)).abs().max() < 0.05
 

@@ -249,8 +249,6 @@ def metrics(checkpoint, data, num, inception, trunc, as_json, device):
     """FID, KID, precision and recall of a generator against a data set (standard Inception features)."""
     import json
 
-    import torch
-
     from kaogen.device import resolve_device
     from kaogen.gan.data import load_images
     from kaogen.gan.metrics import InceptionFeatures, features, fid, kid, precision_recall

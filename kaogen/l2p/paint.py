@@ -30,7 +30,7 @@ class PaintOptions:
     divide: int = 1             # K > 1: after the whole image, paint a K x K grid of patches
     refine: int = 0             # gradient steps on all strokes through the soft rasteriser
     refine_size: int | None = None   # canvas px of refinement (default: S * divide)
-    refine_lr: float = 0.01
+    refine_lr: float = 0.05
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from kaogen.render import strokes as S
 from kaogen.render.coverage import _curve_px, alpha_at, closest_parameter, hard_ramp
 
 TILE = 8
-CHUNK = 1024          # tiles per evaluation chunk (65,536 pixels)
+CHUNK = 4096          # tiles per evaluation chunk (262,144 pixels: fewer, larger ops measured faster)
 
 
 @dataclass
