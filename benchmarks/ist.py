@@ -1,6 +1,6 @@
 """Intrinsic style transfer benchmarks: painter fidelity, painting likeness and time. Prints tables.
 
-    python benchmarks/ist.py [--painter checkpoints/painter-classic-kabura.pt] [--faces 6] [--steps 200]
+    python benchmarks/ist.py [--painter checkpoints/painter-classic-kabura.pt] [--faces 6] [--steps 150]
 
 Fidelity: 500 actions never seen in training (seed 999), drawn by libmypaint and by the painter:
 alpha MAE, PSNR of the stroke (black on white), and IoU of the painted area (alpha > 0.1).
@@ -56,7 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--painter", default=None)
     ap.add_argument("--faces", type=int, default=6)
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--strokes", default="98,196,294")
     args = ap.parse_args()
     print(f"machine: {platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}, threads {torch.get_num_threads()}, "

@@ -16,7 +16,7 @@ from kaogen.cli.common import common_options, force_option, refuse_overwrite
 @click.option("--size", type=int, default=256, show_default=True, help="Longer side of the outputs in pixels.")
 @click.option("--ist/--no-ist", default=True, show_default=True,
               help="Also paint with intrinsic style transfer (about a minute on a CPU).")
-@click.option("--ist-steps", type=click.IntRange(1, 100000), default=200, show_default=True,
+@click.option("--ist-steps", type=click.IntRange(1, 100000), default=150, show_default=True,
               help="Optimisation steps of the style transfer.")
 @force_option
 def demo(out, image, size, ist, ist_steps, force, device, seed):

@@ -17,7 +17,7 @@ from kaogen.cli.common import common_options, force_option, refuse_overwrite
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
               help="Agent (l2p) or neural painter (ist) checkpoint [default: the shipped one].")
 @click.option("--steps", type=click.IntRange(1, 100000), default=None,
-              help="l2p: actions per pass, 5 strokes each [default: the agent's, 40]; ist: optimisation steps [200].")
+              help="l2p: actions per pass, 5 strokes each [default: the agent's, 40]; ist: optimisation steps [150].")
 @click.option("--brush", default="classic/kabura", show_default=True,
               help="ist: the MyPaint brush whose shipped painter is used.")
 @click.option("--strokes", type=click.IntRange(1, 100000), default=294, show_default=True,
@@ -94,7 +94,7 @@ def paint(image, out, method, checkpoint, steps, brush, strokes, loss, optimisat
         for folder in {o.parent for o in outs} | {j.parent for j in jsons if j}:
             folder.mkdir(parents=True, exist_ok=True)
         for img, path_in, o, j in zip(images, inputs, outs, jsons):
-            opts = ISTOptions(strokes=strokes, steps=steps or 200, loss=loss, seed=seed,
+            opts = ISTOptions(strokes=strokes, steps=steps or 150, loss=loss, seed=seed,
                               video_every=5 if optimisation_video else 0)
             p, frames = transfer(painter, img, opts, progress=True, source=str(path_in))
             finish(p, path_in, o, j)

@@ -36,7 +36,7 @@ PAPER = (0.93, 0.89, 0.80)
 class ISTOptions:
     size: int = 256               # canvas px of the optimisation (a multiple of 32, >= 64)
     strokes: int = 294            # at least this many strokes (rounded up to fill every block: 49 x 6)
-    steps: int = 200
+    steps: int = 150
     lr: float = 0.05
     loss: str = "auto"            # auto | lpips | offline (losses.py)
     robust: bool = True           # kornia robustness transforms on half of the steps
