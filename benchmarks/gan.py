@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -20,6 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+
+from common import machine_line, parse  # noqa: E402
 
 from kaogen.config import load_config  # noqa: E402
 from kaogen.gan.config import GANConfig, NetworkConfig  # noqa: E402
@@ -51,9 +51,8 @@ def seconds_per_kimg(cfg: GANConfig, device: str, kimg: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"cuda: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}\n")
+    args = parse(ap)
+    print(machine_line(args) + "\n")
     rows = []
     smoke = load_config(GANConfig, ROOT / "configs" / "gan" / "smoke.toml")
     rows.append(("smoke training (configs/gan/smoke.toml)", "cpu", f"{seconds_per_kimg(smoke, 'cpu', 0.25 if args.quick else 1.0):.1f} s/kimg"))

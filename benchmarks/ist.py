@@ -12,8 +12,6 @@ to the face, seconds per face; the 8 x 8 mosaic as the baseline.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -22,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from common import machine_line, parse  # noqa: E402
 
 from kaogen.images import list_images, load_rgb  # noqa: E402
 from kaogen.ist import actions as A  # noqa: E402
@@ -58,9 +58,8 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=6)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--strokes", default="98,196,294")
-    args = ap.parse_args()
-    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"cuda: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+    args = parse(ap)
+    print(machine_line(args))
     painter = NeuralPainter.load(args.painter) if args.painter else shipped_painter("classic/kabura")
     print(f"painter: {painter.source}\n")
     print("| brush | held-out actions | alpha MAE | stroke PSNR | IoU (alpha > 0.1) |\n| --- | --- | --- | --- | --- |")

@@ -13,8 +13,6 @@ Speed: seconds per image beyond start-up (agent loaded, one warm-up painting), G
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,6 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+
+from common import machine_line, parse  # noqa: E402
 
 from kaogen.images import list_images, load_rgb  # noqa: E402
 from kaogen.l2p import Agent, PaintOptions, paint  # noqa: E402
@@ -44,9 +44,8 @@ def main() -> None:
     ap.add_argument("--refine", type=int, default=100)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--speed-only", action="store_true", help="skip the quality table")
-    args = ap.parse_args()
-    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, cuda: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+    args = parse(ap)
+    print(machine_line(args))
     agent = Agent.load(args.checkpoint)
     print(f"agent: {agent.source} (observes {agent.cfg.canvas} px, {agent.cfg.steps} x {agent.cfg.strokes_per_action} strokes)")
     if not SAMPLES.is_dir():

@@ -14,8 +14,6 @@ Every figure is measured on this run's machine (printed first); CUDA rows only w
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from common import machine_line, parse  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from kaogen.render import ExportOptions, Painting, export, rasterize, soft_rasterize  # noqa: E402
@@ -50,11 +50,10 @@ def timed(fn, min_seconds: float = 1.0, sync=lambda: None) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter timings")
-    args = ap.parse_args()
+    args = parse(ap)
     secs = 0.3 if args.quick else 1.0
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}" + (f", GPU {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
+    print(machine_line(args))
     rows = []
     g = torch.Generator().manual_seed(0)
     for dev in devices:

@@ -116,3 +116,18 @@ def test_device_and_runs(tmp_path):
     record_run(a, {"x": 1}, ["kaogen", "train", "--x", "1"])
     assert json.loads((a / "config.json").read_text()) == {"x": 1}
     assert (a / "command.txt").read_text().strip() == "kaogen train --x 1"
+
+
+def test_allocator_tuning_sets_glibc_thresholds_once():
+    """The CLI's malloc tuning (kaogen/runtime.py): applied on glibc, skipped when turned off."""
+    import platform
+    import subprocess
+    import sys
+
+    code = "from kaogen.runtime import tune_allocator as t; print(t(), t())"
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    env = {**__import__("os").environ, "KAOGEN_NO_MALLOPT": "1"}
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.split()
+    assert off == ["False", "False"]
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert on == ["True", "True"]

@@ -105,6 +105,30 @@ def test_closest_point_matches_dense_search_at_128():
     assert float((ours - ref).max()) < 0.01   # one-sided: the dense search can only over-estimate
 
 
+def test_degenerate_strokes_are_finite_and_exact():
+    """Point strokes (all three points equal), straight and doubled-back strokes: the solver mixes
+    its branches with float masks, so an inf or NaN in the unused branch would leak into alpha."""
+    H = W = 48
+    s = S.random_strokes(12, gen(7))
+    s[0:3, 2:6] = s[0:3, 0:2].repeat(1, 2)                       # P0 = P1 = P2: a disc (untapered:
+    s[3:6, 2:4] = (s[3:6, 0:2] + s[3:6, 4:6]) / 2                # exactly straight
+    s[6:9, 4:6] = s[6:9, 0:2]                                    # P2 = P0: doubles back on itself (untapered:
+    flat = [0, 1, 2, 6, 7, 8]                                    # t and 1 - t, or every t, are equally close)
+    s[flat, 7], s[flat, 9] = s[flat, 6], s[flat, 8]
+    s[9:12, 2:4] = s[9:12, 0:2] + 1e-7                           # P1 on top of P0
+    for tiled in (True, False):
+        a = rasterize(s, H, W, tiled=tiled)
+        assert bool(torch.isfinite(a).all())
+        err = (a.double() - brute_force_alpha(s, H, W)).abs().flatten(1).amax(1)
+        assert float(err.max()) < 0.02, err
+    # a point stroke is a disc: alpha = clamp(r - d + 1/2, 0, 1) * w at distance d from the point
+    ys, xs = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    c = S.points(s[0])[0] * W
+    r, w = float(S.radius(s[0])[0]) * W, float(S.opacity(s[0])[0])
+    disc = (r - ((xs - c[0]) ** 2 + (ys - c[1]) ** 2).sqrt() + 0.5).clamp(0, 1) * w
+    torch.testing.assert_close(rasterize(s[:1], H, W)[0], disc, atol=1e-5, rtol=0)
+
+
 def test_batched_shapes_and_resolution_free():
     s = S.random_strokes(6, gen(2)).reshape(2, 3, 13)
     assert rasterize(s, 16, 16).shape == (2, 3, 16, 16)

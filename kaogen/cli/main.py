@@ -13,6 +13,7 @@ from kaogen.cli.ist import make_strokes_cmd, train_painter_cmd
 from kaogen.cli.l2p import train_l2p, train_renderer_cmd
 from kaogen.cli.paint import paint
 from kaogen.cli.render import render
+from kaogen.runtime import tune_allocator
 
 
 @click.group(cls=KaogenGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -28,6 +29,7 @@ def cli():
     StyleGAN2: kaogen train-gan | sample | interpolate | style-mix | project | metrics
     Demo:      kaogen demo -o kaogen-demo   (offline)
     """
+    tune_allocator()
 
 
 cli.add_command(data)

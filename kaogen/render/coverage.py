@@ -79,54 +79,74 @@ def _e(v: torch.Tensor) -> torch.Tensor:
     return v[:, None, None]
 
 
-@torch.no_grad()
-def closest_parameter(s: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, H: int, W: int) -> torch.Tensor:
-    """t* of the closest curve point for every pixel.
+def _less(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """1.0 where a < b, else 0.0. Selections below mix with float masks (torch.lerp) because
+    boolean masks and torch.where run about 10x slower than arithmetic on CPU."""
+    return (b - a).sign_().clamp_(min=0.0)
 
-    Args:  s (M, 13); xs (M, 1, w) and ys (M, h, 1) pixel-centre coordinates in px.
-    Returns: (M, h, w) in [0, 1].
+
+@torch.no_grad()
+def closest_point(s: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, H: int, W: int):
+    """t* of the closest curve point for every pixel, and the squared distance to it.
+
+    Args:  s (M, 13); xs, ys pixel-centre coordinates in px that broadcast to (M, h, w); full
+           (M, h, w) grids are fastest (ops mixing an (M, 1, w) and an (M, h, 1) operand are slow).
+    Returns: t (M, h, w) in [0, 1] and d2 (M, h, w) in px^2.
     """
     p0, a, b = _curve_px(s, H, W)
     ax, ay, bx, by = _e(a[:, 0]), _e(a[:, 1]), _e(b[:, 0]), _e(b[:, 1])
-    dx, dy = _e(p0[:, 0]) - xs, _e(p0[:, 1]) - ys                                   # (M,1,w), (M,h,1): P0 - p
+    dx, dy = _e(p0[:, 0]) - xs, _e(p0[:, 1]) - ys                                   # P0 - p
 
-    # Cubic t^3 + 3 kx t^2 + 3 ky t + kz = 0 (the derivative of |B(t) - p|^2 over 4|b|^2).
-    kk = 1.0 / (b * b).sum(-1).clamp(min=1e-8)
-    kx = _e((a * b).sum(-1) * kk)
-    ky = _e(kk) * (2 * _e((a * a).sum(-1)) + (dx * bx + dy * by)) / 3              # (M, h, w)
-    kz = _e(kk) * (dx * ax + dy * ay)
-    # Depressed: with t = u - kx, u^3 + 3 P u + Q = 0.
-    P = ky - kx * kx
-    Q = kx * (2 * kx * kx - 3 * ky) + kz
-    D = Q * Q + 4 * P * P * P
-    one_root = D >= 0
-    sq = torch.sqrt(D.clamp(min=0))
-    r1, r2 = (sq - Q) / 2, (-sq - Q) / 2
-    t_one = torch.sign(r1) * r1.abs().pow(1 / 3) + torch.sign(r2) * r2.abs().pow(1 / 3) - kx
-    z = torch.sqrt((-P).clamp(min=1e-30))
-    phi = torch.acos((-Q / (2 * z * z * z)).clamp(-1.0, 1.0)) / 3
-    cands = [torch.where(one_root, t_one, 2 * z * torch.cos(phi + k * 2 * math.pi / 3) - kx) for k in range(3)]
+    # d/dt |B(t) - p|^2 = 0 over 4|b|^2 is t^3 + 3 kx t^2 + 3 ky t + kz = 0 with
+    # kx = a.b/|b|^2, ky = (2 a.a + d.b)/(3|b|^2), kz = d.a/|b|^2, d = P0 - p. With t = u - kx it
+    # becomes u^3 + 3 P u + Q = 0, where P and Q are affine in dx and dy (per-stroke coefficients).
+    kk = 1.0 / (b * b).sum(-1).clamp(min=1e-8)                                       # (M,)
+    kx = (a * b).sum(-1) * kk
+    cy = 2 * (a * a).sum(-1) * kk / 3
+    P = (dx * _e(kk / 3 * b[:, 0])).add_(_e(cy - kx * kx)) + dy * _e(kk / 3 * b[:, 1])
+    Q = (dx * _e(kk * (a[:, 0] - kx * b[:, 0]))).add_(_e(2 * kx ** 3 - 3 * kx * cy)) \
+        + dy * _e(kk * (a[:, 1] - kx * b[:, 1]))
+    kx = _e(kx)
+    D = torch.addcmul(Q * Q, P * P, P, value=4.0)
+    # One real root where D >= 0 (Cardano, cancellation-free form): C = sign(Q) cbrt((|Q| + sqrt D) / 2),
+    # u = P / C - C. Both branches are computed everywhere and kept finite (clamped to [0, 1]) so
+    # that the float-mask mix below never meets an inf or NaN.
+    C = torch.copysign(((Q.abs() + D.clamp(min=0).sqrt_()) * 0.5).pow_(1 / 3).clamp_(min=1e-30), Q)
+    t_one = (P / C).sub_(C).sub_(kx).clamp_(0.0, 1.0)
+    # Three real roots u_k = 2 z cos(phi + 2 pi k / 3) where D < 0. The middle one (k = 2) is a local
+    # maximum of the distance, and an end of [0, 1] that is the minimum is always the clamp of the
+    # smallest or the largest root, so k = 0 (largest) and k = 1 (smallest) are the only candidates.
+    z = (-P).clamp_(min=1e-12).sqrt_()
+    c = (Q / (z * z * z).mul_(-2)).clamp_(-1.0, 1.0).acos_().div_(3).cos_()      # cos(phi), phi in [0, pi/3]
+    sn = (1 - c * c).clamp_(min=0).sqrt_()                                          # sin(phi)
+    one = D.sign_().clamp_(min=0.0)                                                 # 1 where one real root
+    cands = (torch.lerp((2 * z * c).sub_(kx).clamp_(0.0, 1.0), t_one, one),
+             torch.lerp((c + math.sqrt(3) * sn).mul_(z).neg_().sub_(kx).clamp_(0.0, 1.0), t_one, one))
 
-    best_t, best_d2 = None, None
-    for t in cands:
-        t = t.clamp(0.0, 1.0)
-        qx = dx + (2 * ax + bx * t) * t
-        qy = dy + (2 * ay + by * t) * t
-        d2 = qx * qx + qy * qy
-        if best_t is None:
-            best_t, best_d2 = t, d2
-        else:
-            closer = d2 < best_d2
-            best_t, best_d2 = torch.where(closer, t, best_t), torch.minimum(d2, best_d2)
+    def offset(t):  # B(t) - p and its squared length
+        qx = (bx * t).add_(2 * ax).mul_(t) + dx
+        qy = (by * t).add_(2 * ay).mul_(t) + dy
+        return qx, qy, torch.addcmul(qx * qx, qy, qy)
+
+    t = cands[0]
+    qx, qy, d2 = offset(t)
+    qx1, qy1, d21 = offset(cands[1])
+    closer = _less(d21, d2)
+    t, qx, qy, d2 = torch.lerp(t, cands[1], closer), torch.lerp(qx, qx1, closer), torch.lerp(qy, qy1, closer), \
+        torch.minimum(d2, d21)
     # One Newton step on d/dt |B(t) - p|^2 = 0, kept only where it gets closer.
-    t = best_t
-    qx, qy = dx + (2 * ax + bx * t) * t, dy + (2 * ay + by * t) * t
-    tx, ty = 2 * (ax + bx * t), 2 * (ay + by * t)
-    f1 = qx * tx + qy * ty
-    f2 = tx * tx + ty * ty + 2 * (qx * bx + qy * by)
-    tn = (t - f1 / f2.clamp(min=1e-9)).clamp(0.0, 1.0)
-    qx, qy = dx + (2 * ax + bx * tn) * tn, dy + (2 * ay + by * tn) * tn
-    return torch.where((qx * qx + qy * qy < best_d2) & (f2 > 1e-9), tn, t)
+    tx, ty = (bx * t).add_(ax).mul_(2), (by * t).add_(ay).mul_(2)                 # B'(t)
+    f1 = torch.addcmul(qx * tx, qy, ty)
+    f2 = torch.addcmul(tx * tx, ty, ty).add_(torch.addcmul(qx * bx, qy, by), alpha=2.0)
+    tn = (t - f1 / f2.clamp(min=1e-9)).clamp_(0.0, 1.0)
+    _, _, d2n = offset(tn)
+    keep = _less(d2n, d2).mul_((f2 - 1e-9).sign_().clamp_(min=0.0))
+    return torch.lerp(t, tn, keep), torch.lerp(d2, d2n, keep)
+
+
+def closest_parameter(s: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """t* of the closest curve point for every pixel: (M, h, w) in [0, 1] (see closest_point)."""
+    return closest_point(s, xs, ys, H, W)[0]
 
 
 def alpha_in_windows(
@@ -156,13 +176,13 @@ def alpha_at(s: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, H: int, W: int
              ramp: Callable[[torch.Tensor], torch.Tensor], eps: float = 0.0) -> torch.Tensor:
     """Coverage x opacity of stroke m at pixel centres (xs[m], ys[m]) (px; (M, h, 1) / (M, 1, w) grids
     or any shapes that broadcast to (M, h, w)). Returns (M, h, w)."""
-    t = closest_parameter(s.detach(), xs, ys, H, W)                                # (M, h, w)
-    p0, a, b = _curve_px(s, H, W)
-    if s.requires_grad:
+    t, d2 = closest_point(s.detach(), xs, ys, H, W)                                # (M, h, w) each
+    if s.requires_grad and torch.is_grad_enabled():                                 # d2 again, with gradients
+        p0, a, b = _curve_px(s, H, W)
         t = _implicit_gradient(t, p0, a, b, xs, ys)
-    qx = _e(p0[:, 0]) - xs + (2 * _e(a[:, 0]) + _e(b[:, 0]) * t) * t
-    qy = _e(p0[:, 1]) - ys + (2 * _e(a[:, 1]) + _e(b[:, 1]) * t) * t
-    d2 = qx * qx + qy * qy
+        qx = _e(p0[:, 0]) - xs + (2 * _e(a[:, 0]) + _e(b[:, 0]) * t) * t
+        qy = _e(p0[:, 1]) - ys + (2 * _e(a[:, 1]) + _e(b[:, 1]) * t) * t
+        d2 = qx * qx + qy * qy
     d = torch.sqrt(d2 + eps) if eps > 0 else torch.sqrt(d2)
     rad = S.radius(s) * min(H, W)                                                   # (M, 2) px
     op = S.opacity(s)

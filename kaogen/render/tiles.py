@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from kaogen.render import strokes as S
-from kaogen.render.coverage import _curve_px, alpha_at, closest_parameter, hard_ramp
+from kaogen.render.coverage import alpha_at, closest_point, hard_ramp
 
 TILE = 8
 CHUNK = 4096          # tiles per evaluation chunk (262,144 pixels: fewer, larger ops measured faster)
@@ -76,18 +76,15 @@ def stroke_tiles(s: torch.Tensor, H: int, W: int) -> StrokeTiles:
         sm = s[ms]
         cx = ((tx[sl].to(dt) + 0.5) * TILE)[:, None, None]
         cy = ((ty[sl].to(dt) + 0.5) * TILE)[:, None, None]
-        t = closest_parameter(sm, cx, cy, H, W)
-        p0, va, vb = _curve_px(sm, H, W)
-        qx = p0[:, 0, None, None] - cx + (2 * va[:, 0, None, None] + vb[:, 0, None, None] * t) * t
-        qy = p0[:, 1, None, None] - cy + (2 * va[:, 1, None, None] + vb[:, 1, None, None] * t) * t
-        near = (qx * qx + qy * qy).view(-1) <= reach[ms] ** 2
+        near = closest_point(sm, cx, cy, H, W)[1].view(-1) <= reach[ms] ** 2
         keep.append(near.nonzero().view(-1) + a)
     active = torch.cat(keep)
     offs = torch.arange(TILE, device=dev, dtype=dt) + 0.5
+    ox, oy = offs.expand(1, TILE, TILE), offs[:, None].expand(1, TILE, TILE)
     for a in range(0, len(active), CHUNK):                                          # pixels of near tiles
         idx = active[a:a + CHUNK]
-        xs = (tx[idx].to(dt) * TILE)[:, None, None] + offs[None, None, :]
-        ys = (ty[idx].to(dt) * TILE)[:, None, None] + offs[None, :, None]
+        xs = (tx[idx].to(dt) * TILE)[:, None, None] + ox                              # (K, 8, 8) px; full grids
+        ys = (ty[idx].to(dt) * TILE)[:, None, None] + oy                              # run faster than (K,1,8) x (K,8,1)
         alpha[idx] = alpha_at(s[m[idx]], xs, ys, H, W, hard_ramp)
     return StrokeTiles(ty0, tx0, th, tw, offset, alpha)
 
