@@ -103,6 +103,16 @@ def save_image(path: str | os.PathLike, x, quality: int = 95) -> Path:
     return path
 
 
+def image_grid(imgs, columns: int):
+    """(N, 3, H, W) in [0, 1] -> one (3, rows * H, columns * W) grid, short last row filled with white."""
+    import torch
+
+    pad = [torch.ones_like(imgs[0])]
+    rows = [torch.cat(list(imgs[i:i + columns]) + pad * (columns - len(imgs[i:i + columns])), 2)
+            for i in range(0, len(imgs), columns)]
+    return torch.cat(rows, 1)
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """All image files below `folder`, sorted (hidden files and temporaries ignored)."""
     folder = Path(folder)

@@ -18,14 +18,17 @@ from kaogen.cli.common import common_options, force_option, refuse_overwrite
               help="Also paint with intrinsic style transfer (about a minute on a CPU).")
 @click.option("--ist-steps", type=click.IntRange(1, 100000), default=150, show_default=True,
               help="Optimisation steps of the style transfer.")
+@click.option("--brush", default="classic/kabura", show_default=True,
+              help="Shipped neural painter for the style transfer (classic/kabura: ink pen, classic/pencil).")
 @force_option
-def demo(out, image, size, ist, ist_steps, force, device, seed):
+def demo(out, image, size, ist, ist_steps, brush, force, device, seed):
     """Paint a picture with the shipped Learning to Paint agent (and neural painter) and export it everywhere.
 
     \b
     kaogen-demo/target.png        the picture
     kaogen-demo/l2p.gif .mp4 .svg .png .json, l2p-stages.png    200 Bezier strokes, Learning to Paint
     kaogen-demo/ist.gif .png .json                               brush strokes, intrinsic style transfer
+    kaogen-demo/gan-samples.png                                  16 faces of the shipped StyleGAN2 generator
     """
     from pathlib import Path
 
@@ -57,10 +60,18 @@ def demo(out, image, size, ist, ist_steps, force, device, seed):
         from kaogen.ist.painter import shipped_painter
         from kaogen.ist.transfer import ISTOptions, transfer
 
-        q, _ = transfer(shipped_painter("classic/kabura", dev), picture, ISTOptions(seed=seed, steps=ist_steps), progress=True,
+        q, _ = transfer(shipped_painter(brush, dev), picture, ISTOptions(seed=seed, steps=ist_steps), progress=True,
                         source=str(image or "kaogen demo picture"))
         q.save(folder / "ist.json")
         for name in ("ist.gif", "ist.png"):
             export(q, folder / name, opts())
         wrote += ", ist.gif .png .json"
+    from kaogen.gan.sample import SHIPPED, GeneratorBundle
+
+    if (checkpoints_dir() / SHIPPED).is_file():
+        from kaogen.images import image_grid
+
+        faces = GeneratorBundle.load(device=dev).generate(list(range(16)), truncation=0.7)
+        save_image(folder / "gan-samples.png", image_grid(faces.cpu(), 4))
+        wrote += ", gan-samples.png"
     click.echo(f"wrote {folder}/: target.png, {wrote} (re-render: kaogen render {folder}/l2p.json -o big.png --size 2048)")

@@ -86,11 +86,9 @@ def sample(checkpoint, seeds, trunc, label, out, columns, force, device):
     """Generate faces from seeds (a seed gives the same image whatever the batch)."""
     from pathlib import Path
 
-    import torch
-
     from kaogen.device import resolve_device
     from kaogen.gan.sample import GeneratorBundle, parse_seeds
-    from kaogen.images import save_image
+    from kaogen.images import image_grid, save_image
 
     refuse_overwrite(out, force)
     g = GeneratorBundle.load(checkpoint, resolve_device(device))
@@ -98,9 +96,7 @@ def sample(checkpoint, seeds, trunc, label, out, columns, force, device):
     imgs = g.generate(seed_list, trunc, _class(label, g))
     out = Path(out)
     if out.suffix:
-        rows = [torch.cat(list(imgs[i:i + columns]) + [torch.ones_like(imgs[0])] * (columns - len(imgs[i:i + columns])), 2)
-                for i in range(0, len(imgs), columns)]
-        save_image(out, torch.cat(rows, 1))
+        save_image(out, image_grid(imgs, columns))
     else:
         out.mkdir(parents=True, exist_ok=True)
         for s, im in zip(seed_list, imgs):
