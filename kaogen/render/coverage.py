@@ -15,10 +15,11 @@ straight edge covers in a pixel), the soft rasteriser a smoothed copy of it (sof
 the stroke are round caps (t* clamps to 0 or 1).
 
 t* is found analytically: d|B(t) - p|^2/dt = 0 is a cubic in t, solved with Cardano's formula
-(one or three real roots), the roots clamped to [0, 1], the closest one kept and polished by one
-Newton step (float32 Cardano alone strays up to 0.26 px on some bent strokes at 128 px; with the
-step, within 1e-5 px of a dense float64 search, straight strokes included). The cost per pixel is fixed, whatever the stroke's length or the
-resolution, and coverage is evaluated only inside each stroke's bounding window.
+(one or three real roots; of three, the middle one is never the closest), the candidates clamped
+to [0, 1], the closest kept and polished by one Newton step (float32 Cardano alone strays up to
+0.26 px on some bent strokes at 128 px; with the step, within 1e-5 px of a dense float64 search,
+straight strokes included). The cost per pixel is fixed, whatever the stroke's length or the
+resolution, and coverage is evaluated only near each stroke (tiles.py) or inside its window.
 
 t* is computed without gradients; d, r(t*), w(t*) are then evaluated with them, and t* gets its
 gradient from the implicit function theorem (it moves with the curve, carrying r(t*) and w(t*)
