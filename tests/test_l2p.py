@@ -284,13 +284,20 @@ def test_demo_paints_offline_with_shipped_checkpoints(tmp_path, agent_file, monk
     (shipped / "l2p-agent.pt").write_bytes(agent_file.read_bytes())
     torch.manual_seed(0)
     NeuralPainter(Generator(width=8), "classic/kabura").save(shipped / "painter-classic-kabura.pt")
+    from kaogen.gan.config import NetworkConfig
+    from kaogen.gan.networks import Generator as GanGenerator
+    from kaogen.gan.sample import GeneratorBundle
+
+    net = NetworkConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=1, channel_base=64, channel_max=16)
+    GeneratorBundle(GanGenerator(net)).save(shipped / "gan-kaokore.pt")
     monkeypatch.setenv("KAOGEN_CHECKPOINTS", str(shipped))
     r = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path / "demo"), "--size", "64", "--ist-steps", "2"])
     assert r.exit_code == 0, r.output
     names = {p.name for p in (tmp_path / "demo").iterdir()}
     assert {"target.png", "l2p.gif", "l2p.mp4", "l2p.svg", "l2p.png", "l2p.json", "l2p-stages.png",
-            "ist.gif", "ist.png", "ist.json"} <= names
+            "ist.gif", "ist.png", "ist.json", "gan-samples.png"} <= names
     assert len(Painting.load(tmp_path / "demo" / "l2p.json")) == 6
+    assert Image.open(tmp_path / "demo" / "gan-samples.png").size == (4 * 32, 4 * 32)   # 16 faces, 4 x 4
     monkeypatch.setenv("KAOGEN_CHECKPOINTS", str(tmp_path / "empty"))
     r = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path / "demo2")])
     assert r.exit_code == 1 and "no shipped painting agent" in r.output
