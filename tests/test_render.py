@@ -81,7 +81,7 @@ def test_exact_rasteriser_matches_brute_force(H, W):
 def test_closest_point_matches_dense_search_at_128():
     """Float32 Cardano alone strays up to 0.26 px on some of these strokes; with the Newton step the
     closest-point distance must be within 0.01 px of a dense float64 search (straight strokes too)."""
-    from kaogen.render.coverage import closest_parameter
+    from kaogen.render.coverage import closest_point
 
     H = W = 128
     s = S.random_strokes(64, gen(1))[32:]                         # holds the strokes Cardano alone misses
@@ -90,7 +90,7 @@ def test_closest_point_matches_dense_search_at_128():
     M = len(s)
     xs = (torch.arange(W) + 0.5).expand(M, 1, W).float()
     ys = (torch.arange(H) + 0.5).expand(M, H).reshape(M, H, 1).float()
-    t = closest_parameter(s, xs, ys, H, W)
+    t = closest_point(s, xs, ys, H, W)[0]
     p0, p1, p2 = (p.double() * W for p in S.points(s))
 
     def curve(tt):  # (..., T) -> (..., T, 2) points in px, per stroke along dim 0

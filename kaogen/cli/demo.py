@@ -36,7 +36,8 @@ def demo(out, image, size, ist, ist_steps, brush, force, device, seed):
 
     from kaogen.checkpoint import checkpoints_dir
     from kaogen.device import resolve_device
-    from kaogen.images import load_rgb, save_image
+    from kaogen.gan.sample import SHIPPED, GeneratorBundle
+    from kaogen.images import image_grid, load_rgb, save_image
     from kaogen.l2p import Agent, PaintOptions, paint
     from kaogen.render.demo import demo_picture
     from kaogen.render.export import ExportOptions, export
@@ -66,11 +67,7 @@ def demo(out, image, size, ist, ist_steps, brush, force, device, seed):
         for name in ("ist.gif", "ist.png"):
             export(q, folder / name, opts())
         wrote += ", ist.gif .png .json"
-    from kaogen.gan.sample import SHIPPED, GeneratorBundle
-
     if (checkpoints_dir() / SHIPPED).is_file():
-        from kaogen.images import image_grid
-
         faces = GeneratorBundle.load(device=dev).generate(list(range(16)), truncation=0.7)
         save_image(folder / "gan-samples.png", image_grid(faces.cpu(), 4))
         wrote += ", gan-samples.png"

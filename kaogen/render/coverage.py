@@ -145,11 +145,6 @@ def closest_point(s: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, H: int, W
     return torch.lerp(t, tn, keep), torch.lerp(d2, d2n, keep)
 
 
-def closest_parameter(s: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, H: int, W: int) -> torch.Tensor:
-    """t* of the closest curve point for every pixel: (M, h, w) in [0, 1] (see closest_point)."""
-    return closest_point(s, xs, ys, H, W)[0]
-
-
 def alpha_in_windows(
     s: torch.Tensor,
     win: Windows,
