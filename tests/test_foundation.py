@@ -118,7 +118,7 @@ def test_device_and_runs(tmp_path):
     assert (a / "command.txt").read_text().strip() == "kaogen train --x 1"
 
 
-def test_allocator_tuning_sets_glibc_thresholds_once():
+def test_allocator_tuning_applies_on_glibc_and_can_be_turned_off():
     """The CLI's malloc tuning (kaogen/runtime.py): applied on glibc, skipped when turned off."""
     import platform
     import subprocess

@@ -170,8 +170,8 @@ def alpha_in_windows(
 
 def alpha_at(s: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, H: int, W: int,
              ramp: Callable[[torch.Tensor], torch.Tensor], eps: float = 0.0) -> torch.Tensor:
-    """Coverage x opacity of stroke m at pixel centres (xs[m], ys[m]) (px; (M, h, 1) / (M, 1, w) grids
-    or any shapes that broadcast to (M, h, w)). Returns (M, h, w)."""
+    """Coverage x opacity of stroke m at pixel centres (xs[m], ys[m]) (px; any shapes that broadcast to
+    (M, h, w); full (M, h, w) grids are fastest, see closest_point). Returns (M, h, w)."""
     t, d2 = closest_point(s.detach(), xs, ys, H, W)                                # (M, h, w) each
     if s.requires_grad and torch.is_grad_enabled():                                 # d2 again, with gradients
         p0, a, b = _curve_px(s, H, W)
