@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,8 @@ from kaogen.config import from_dict, load_config
 from kaogen.device import resolve_device
 from kaogen.errors import KaogenError
 from kaogen.runs import next_run_dir, record_run
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -131,3 +134,14 @@ def test_allocator_tuning_applies_on_glibc_and_can_be_turned_off():
     assert off == ["False", "False"]
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert on == ["True", "True"]
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").glob("*/*.toml")))
+def test_every_shipped_config_loads_into_its_typed_config(path):
+    """A key misspelt or of the wrong type in configs/ would only show up when someone runs it."""
+    from kaogen.gan.config import GANConfig
+    from kaogen.ist.train_painter import PainterTrainConfig
+    from kaogen.l2p.config import TrainConfig
+
+    cls = {"gan": GANConfig, "ist": PainterTrainConfig, "l2p": TrainConfig}[Path(path).parent.name]
+    assert load_config(cls, ROOT / path) is not None

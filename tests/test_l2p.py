@@ -109,6 +109,57 @@ def test_model_based_actor_update_improves_the_reward():
     assert reward() > before + 5.0     # reward_scale 100: 0.05 of MSE
 
 
+def test_greedy_agent_has_no_critic_and_resumes_exactly(tmp_path):
+    """gamma = 0 builds no critic or target networks, and its training state still resumes bit for bit."""
+    ddpg = DDPG(tiny_cfg(gamma=0.0))
+    assert ddpg.critic is None and ddpg.actor_target is None and set(ddpg.state()) == {"actor", "opt_actor"}
+    data = make_images(tmp_path / "imgs")
+    straight = Trainer(tiny_cfg(gamma=0.0), [str(data)], tmp_path / "a", seed=1)
+    straight.train(progress=False)
+    first = Trainer(tiny_cfg(gamma=0.0, episodes=2), [str(data)], tmp_path / "b", seed=1)
+    first.train(progress=False)
+    second = Trainer(tiny_cfg(gamma=0.0), [str(data)], tmp_path / "b", seed=1)
+    assert second.resume() and second.episode == 2
+    second.train(progress=False)
+    for (n, p), (_, q) in zip(straight.ddpg.state()["actor"].items(), second.ddpg.state()["actor"].items()):
+        assert torch.equal(p, q), n
+
+
+def test_multiscale_reward_reaches_strokes_beside_the_missing_paint():
+    """Paint is missing on the left; a stroke lies on the right, on paper already right. The plain MSE
+    gives its position no gradient (moving it keeps it where nothing changes); the multi-scale
+    distance pulls it left, toward the missing paint. With one scale the distance is the MSE."""
+    S = 32
+    target = torch.ones(1, 3, S, S)
+    target[..., 4:28, 2:12] = 0.0                       # a black bar on the left
+    canvas = torch.ones_like(target)
+    stroke = torch.tensor([[[0.72, 0.5, 0.75, 0.5, 0.78, 0.5, 0.2, 0.2, 1.0, 1.0, 0.0, 0.0, 0.0]]])
+    grads = {}
+    for scales in (1, 4):
+        ddpg = DDPG(tiny_cfg(gamma=0.0, agent={"canvas": S, "reward_scales": scales}))
+        s = stroke.clone().requires_grad_(True)
+        after = ddpg.model.paint(canvas, s)
+        ddpg.reward(canvas, after, target).sum().backward()
+        grads[scales] = s.grad[0, 0, [0, 2, 4]].sum().item()    # d reward / d x of the stroke's points
+        if scales == 1:
+            torch.testing.assert_close(ddpg.distance(canvas, target), ((canvas - target) ** 2).mean((1, 2, 3)))
+    assert abs(grads[1]) < 1e-5
+    assert grads[4] < -1e-3      # reward grows as the stroke moves left (x decreasing)
+
+
+def test_psnr_reward_is_the_decibels_gained_and_telescopes():
+    """reward = "psnr": one step's reward is the PSNR it adds; over a painting they sum to the final PSNR."""
+    ddpg = DDPG(tiny_cfg(gamma=0.0, agent={"reward": "psnr"}))
+    g = torch.Generator().manual_seed(4)
+    target = torch.rand(3, 3, 16, 16, generator=g)
+    canvases = [torch.ones_like(target)]
+    for _ in range(3):
+        canvases.append(paint_exact(canvases[-1], random_strokes(6, g).view(3, 2, 13)))
+    rewards = [ddpg.reward(a, b, target) for a, b in zip(canvases, canvases[1:])]
+    torch.testing.assert_close(rewards[0], psnr(canvases[1], target) - psnr(canvases[0], target), atol=1e-3, rtol=0)
+    torch.testing.assert_close(sum(rewards), psnr(canvases[-1], target) - psnr(canvases[0], target), atol=1e-3, rtol=0)
+
+
 def test_wgan_reward_update_runs_and_trains_the_discriminator():
     torch.manual_seed(0)
     ddpg = DDPG(tiny_cfg(agent={"reward": "wgan"}))
@@ -193,6 +244,45 @@ def test_refine_never_worse_and_improves():
     out = refine_strokes(s, target, steps=60, lr=0.05)
     assert err(out) < 0.5 * err(s)
     assert err(refine_strokes(s, target, steps=0)) == err(s)
+
+
+def test_visible_area_counts_only_what_the_strokes_above_leave_showing():
+    from kaogen.l2p.refine import visible_area
+
+    alpha = torch.zeros(3, 8, 8)
+    alpha[0, :4] = 1.0           # 32 px, then fully covered by stroke 2
+    alpha[1, :, :2] = 0.5        # 16 px at half opacity; stroke 2 covers 8 of them
+    alpha[2, :4] = 1.0           # on top: 32 px
+    torch.testing.assert_close(visible_area(alpha), torch.tensor([0.0, 8 * 0.5, 32.0]))
+
+
+def test_relocation_moves_hidden_strokes_onto_the_error_and_beats_keeping_the_layout():
+    """A painting that repeats one stroke 12 times (11 hidden copies) of a target with detail elsewhere:
+    relocation puts the hidden copies on the detail (at the end of the order) and refines to a lower
+    error than gradient descent on the repeated layout."""
+    from kaogen.l2p.refine import relocate_hidden
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.ones(3, 32, 32)
+    target[:, 4:12, 4:28] = torch.tensor([0.8, 0.1, 0.1])[:, None, None]       # red band at the top
+    target[:, 18:30, 18:30] = torch.tensor([0.1, 0.1, 0.5])[:, None, None]     # blue square, bottom right
+    one = torch.tensor([0.2, 0.25, 0.5, 0.25, 0.8, 0.25, 0.1, 0.1, 1.0, 1.0, 0.8, 0.1, 0.1])
+    s = one.repeat(12, 1)
+    moved = relocate_hidden(s, target, 1.0, min_visible=1.0, g=g)
+    copies = (moved == one).all(1)
+    k = int(copies.sum())              # the top copy, and one whose antialiased rim still shows
+    assert moved.shape == s.shape and 1 <= k <= 2 and copies[:k].all()
+    new = moved[k:]                    # the hidden copies, moved to the end of the order
+    assert torch.allclose(new[:, 8:10], torch.ones(12 - k, 2))                 # opaque
+    err = (paint_exact(torch.ones(1, 3, 32, 32), s[None])[0] - target).pow(2).sum(0)
+    cx, cy = (new[:, 2] * 32).long(), (new[:, 3] * 32).long()
+    assert (err[cy, cx] > 0).all()                                             # placed where the painting is wrong
+    torch.testing.assert_close(new[:, 10:13], target[:, cy, cx].T)             # in the target's colour there
+    blank = torch.ones(1, 3, 32, 32)
+    mse = lambda x: ((paint_exact(blank, x[None])[0] - target) ** 2).mean().item()  # noqa: E731
+    kept = refine_strokes(s, target, steps=60, lr=0.05, relocate=False)
+    relocated = refine_strokes(s, target, steps=60, lr=0.05, relocate=True, min_visible=1.0)
+    assert mse(relocated) < 0.5 * mse(kept)
 
 
 def test_paint_cli_any_input_and_errors(tmp_path, agent_file):

@@ -30,6 +30,8 @@ from kaogen.cli.common import common_options, force_option, refuse_overwrite
               help="After the whole image, paint a K x K grid of patches for detail.")
 @click.option("--refine", type=click.IntRange(0, 100000), default=0, show_default=True,
               help="Gradient steps on all strokes through the differentiable rasteriser.")
+@click.option("--keep-layout", is_flag=True, default=False,
+              help="l2p --refine: only adjust strokes; do not move the hidden ones to where the painting is wrong.")
 @click.option("--size", type=int, default=512, show_default=True, help="Longer side of the output in pixels.")
 @click.option("--save-strokes", type=click.Path(), default=None,
               help="Write the painting (JSON) here; for a folder IMAGE, a folder of JSON files.")
@@ -42,7 +44,7 @@ from kaogen.cli.common import common_options, force_option, refuse_overwrite
 @click.option("--batch", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Images painted together when IMAGE is a folder.")
 @force_option
-def paint(image, out, method, checkpoint, steps, brush, strokes, loss, optimisation_video, divide, refine, size,
+def paint(image, out, method, checkpoint, steps, brush, strokes, loss, optimisation_video, divide, refine, keep_layout, size,
           save_strokes, side_by_side, fps, hold, strokes_per_frame, fmt, batch, force, device, seed):
     """Paint IMAGE (any picture; or a folder of them) stroke by stroke and export the painting sequence."""
     from pathlib import Path
@@ -105,7 +107,7 @@ def paint(image, out, method, checkpoint, steps, brush, strokes, loss, optimisat
                 click.echo(f"wrote {optimisation_video} ({len(frames)} frames of the optimisation)")
         return
     agent = Agent.load(checkpoint, device=dev)
-    opts = PaintOptions(steps=steps, divide=divide, refine=refine)
+    opts = PaintOptions(steps=steps, divide=divide, refine=refine, refine_relocate=not keep_layout)
     for folder in {o.parent for o in outs} | {j.parent for j in jsons if j}:
         folder.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(images), batch):

@@ -19,8 +19,9 @@ class AgentConfig:
     renderer: Literal["soft", "neural"] = "soft"   # differentiable stroke model for the model-based gradient
     renderer_checkpoint: str = ""       # for renderer = "neural": a `kaogen train-renderer` checkpoint
     softness: float = 0.5               # px, for renderer = "soft"
-    reward: Literal["wgan", "l2"] = "wgan"
+    reward: Literal["wgan", "l2", "psnr"] = "wgan"   # psnr: dB gained, 10 log10(d before / d after)
     reward_scale: float = 100.0         # l2 reward: scale * (mse before - mse after)
+    reward_scales: int = 1              # l2 reward: MSE averaged over this many resolutions (S, S/2, ...)
     background: float = 1.0             # grey level of the blank canvas (1: white paper)
 
 

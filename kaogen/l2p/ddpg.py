@@ -8,11 +8,18 @@ scale * (|C - T|^2 - |C' - T|^2)), the critic V estimates the discounted return 
     Q(s, a) = r(C, C', T) + V(C, C', T, t + 1)
     critic:  V(s, a) -> gamma * (1 - done) * Q_target(s', actor_target(s'))   (MSE; s' from the replay)
     actor:   maximise Q(s, actor(s)), the gradient flowing through V and r into C' and into a.
+
+With gamma = 0 the return is the reward alone, Q(s, a) = r(C, C', T): no critic or target networks
+are built, and the actor follows the exact gradient of the reward through the stroke model (the
+greedy model-based agent: each action paints what most lowers the distance now). An episode then
+costs 2-3 s instead of 5-10 s on a 2-core CPU (configs/l2p/greedy.toml); in 400 episodes it reached
+the same quality as the DDPG agent did in 300 (see checkpoints/README.md).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +37,14 @@ def actor_input(canvas: torch.Tensor, target: torch.Tensor, step: torch.Tensor, 
     return torch.cat([canvas, target, t, coord_planes(B, S, canvas.device)], 1)
 
 
+def pyramid_down(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, ceil(H / 2), ceil(W / 2)): binomial [1 4 6 4 1] / 16 blur, then every 2nd pixel."""
+    k1 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=x.device, dtype=x.dtype) / 16
+    C = x.shape[1]
+    k = (k1[:, None] * k1[None, :]).expand(C, 1, 5, 5)
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), k, stride=2, groups=C)
+
+
 @dataclass
 class Losses:
     critic: float
@@ -44,13 +59,14 @@ class DDPG(torch.nn.Module):
         a = cfg.agent
         self.cfg, self.a = cfg, a
         self.actor = Actor(a.strokes_per_action, a.actor_width)
-        self.critic = Critic(a.critic_width)
-        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.greedy = cfg.gamma == 0
+        self.critic = None if self.greedy else Critic(a.critic_width)
+        self.actor_target = None if self.greedy else copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_target = None if self.greedy else copy.deepcopy(self.critic).requires_grad_(False)
         self.disc = Discriminator() if a.reward == "wgan" else None
         self.model = StrokeModel(a)
         self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.opt_critic = None if self.greedy else torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.opt_disc = (torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.999))
                          if self.disc is not None else None)
 
@@ -59,13 +75,32 @@ class DDPG(torch.nn.Module):
         """(B,) reward of going from canvas `before` to `after`."""
         if self.disc is not None:
             return self.disc(after, target) - self.disc(before, target)
-        mse = lambda c: ((c - target) ** 2).mean((1, 2, 3))  # noqa: E731
-        return self.a.reward_scale * (mse(before) - mse(after))
+        if self.a.reward == "psnr":     # dB gained: every step weighs the same, late fine ones too
+            d0, d1 = self.distance(before, target).clamp_min(1e-8), self.distance(after, target).clamp_min(1e-8)
+            return (10 / math.log(10)) * (d0.log() - d1.log())
+        return self.a.reward_scale * (self.distance(before, target) - self.distance(after, target))
+
+    def distance(self, canvas: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(B,) mean squared error, averaged over the `reward_scales` levels of a Gaussian pyramid.
+
+        Level 0 is the canvas itself; each further level is blurred (binomial 5-tap, sigma 1 px)
+        and halved. A coarse level's pixel is a smooth function of a stroke's position, so a stroke
+        lying where the picture is already painted still feels where paint is missing nearby (under
+        the plain MSE its position has no gradient there).
+        """
+        d, c, t = 0.0, canvas, target
+        for i in range(self.a.reward_scales):
+            if i:
+                c, t = pyramid_down(c), pyramid_down(t)
+            d = d + ((c - t) ** 2).mean((1, 2, 3))
+        return d / self.a.reward_scales
 
     def q(self, critic, canvas, target, step, action) -> tuple[torch.Tensor, torch.Tensor]:
-        """Q(s, a) = r + V, and r; both (B,)."""
+        """Q(s, a) = r + V, and r; both (B,). Without a critic (gamma = 0), Q = r."""
         after = self.model.paint(canvas, action)
         r = self.reward(canvas, after, target)
+        if critic is None:
+            return r, r
         B, _, S, _ = canvas.shape
         t = ((step.float() + 1) / self.a.steps).view(B, 1, 1, 1).expand(B, 1, S, S)
         v = critic(torch.cat([canvas, after, target, t, coord_planes(B, S, canvas.device)], 1))
@@ -90,6 +125,20 @@ class DDPG(torch.nn.Module):
     def update(self, batch: dict[str, torch.Tensor], g: torch.Generator) -> Losses:
         c, T, step, act, after = batch["canvas"], batch["target"], batch["step"], batch["action"], batch["after"]
         d_loss = self.update_disc(after, T, g)
+        critic_loss = self.update_critic(c, T, step, act, after) if self.critic is not None else 0.0
+        # actor: through the stroke model into the critic and the reward
+        new_act = self.actor(actor_input(c, T, step, self.a.steps))
+        q, r = self.q(self.critic, c, T, step, new_act)
+        actor_loss = -q.mean()
+        self.opt_actor.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.opt_actor.step()
+        if self.critic is not None:
+            self.soft_update()
+        return Losses(critic_loss, actor_loss.item(), d_loss, r.mean().item())
+
+    def update_critic(self, c, T, step, act, after) -> float:
+        """One TD step of V on a replayed transition (canvas c, action act -> canvas after)."""
         done = (step + 1 >= self.a.steps).float()
         with torch.no_grad():
             next_act = self.actor_target(actor_input(after, T, step + 1, self.a.steps))
@@ -98,7 +147,6 @@ class DDPG(torch.nn.Module):
         # critic: V(s, a) for the action taken
         with torch.no_grad():
             painted = self.model.paint(c, act)
-            r = self.reward(c, painted, T)
         B, _, S, _ = c.shape
         t = ((step.float() + 1) / self.a.steps).view(B, 1, 1, 1).expand(B, 1, S, S)
         v = self.critic(torch.cat([c, painted, T, t, coord_planes(B, S, c.device)], 1))
@@ -106,15 +154,7 @@ class DDPG(torch.nn.Module):
         self.opt_critic.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.opt_critic.step()
-        # actor: through the stroke model into the critic and the reward
-        new_act = self.actor(actor_input(c, T, step, self.a.steps))
-        q, _ = self.q(self.critic, c, T, step, new_act)
-        actor_loss = -q.mean()
-        self.opt_actor.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.opt_actor.step()
-        self.soft_update()
-        return Losses(critic_loss.item(), actor_loss.item(), d_loss, r.mean().item())
+        return critic_loss.item()
 
     @torch.no_grad()
     def soft_update(self) -> None:
@@ -134,12 +174,8 @@ class DDPG(torch.nn.Module):
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
-        d = {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-             "actor_target": self.actor_target.state_dict(), "critic_target": self.critic_target.state_dict(),
-             "opt_actor": self.opt_actor.state_dict(), "opt_critic": self.opt_critic.state_dict()}
-        if self.disc is not None:
-            d["disc"], d["opt_disc"] = self.disc.state_dict(), self.opt_disc.state_dict()
-        return d
+        names = ("actor", "critic", "actor_target", "critic_target", "disc", "opt_actor", "opt_critic", "opt_disc")
+        return {n: getattr(self, n).state_dict() for n in names if getattr(self, n) is not None}
 
     def load_state(self, d: dict) -> None:
         for name in ("actor", "critic", "actor_target", "critic_target", "disc"):

@@ -31,6 +31,7 @@ class PaintOptions:
     refine: int = 0             # gradient steps on all strokes through the soft rasteriser
     refine_size: int | None = None   # canvas px of refinement (default: S * divide)
     refine_lr: float = 0.05
+    refine_relocate: bool = True     # move strokes the painting hides to where it is most wrong
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -94,11 +95,12 @@ def paint(agent: Agent, images: list[torch.Tensor], opts: PaintOptions | None = 
     if opts.refine > 0:
         size = opts.refine_size or Sz * k
         per_image = [refine_strokes(per_image[b], resize(full[b:b + 1], size)[0], opts.refine, cfg.background,
-                                    lr=opts.refine_lr) for b in range(B)]
+                                    lr=opts.refine_lr, relocate=opts.refine_relocate) for b in range(B)]
     paintings = []
     for b, im in enumerate(images):
         prov = {"method": "l2p", "checkpoint": agent.source, "source": (sources or [""] * B)[b],
-                "steps": steps, "divide": k, "refine": opts.refine, "kaogen": __version__}
+                "steps": steps, "divide": k, "refine": opts.refine,
+                "relocate": bool(opts.refine and opts.refine_relocate), "kaogen": __version__}
         paintings.append(Painting(per_image[b].detach().cpu().clamp(0, 1), (cfg.background,) * 3,
                                   aspect=im.shape[2] / im.shape[1], provenance=prov))
     return paintings

@@ -1,19 +1,28 @@
-"""Refinement: gradient descent on a painting's strokes through the soft rasteriser.
+"""Refinement: gradient descent on a painting's strokes through the soft rasteriser, and relocation
+of the strokes the painting does not show.
 
 Strokes are optimised in logit space (so they stay in [0, 1]) with Adam on the mean squared error
-between the composited canvas and the target, all strokes at once, their order kept. The soft
-rasteriser's smooth edge lets strokes that miss by a few pixels move toward their place. The best
-iterate (by exact rendering error) is returned, so refining never makes a painting worse.
+between the composited canvas and the target, summed over a Gaussian pyramid (`levels`: the coarse
+levels let a stroke feel paint missing beyond its edge), all strokes at once, their order kept.
+
+An agent's painting often repeats itself: later strokes repaint earlier ones, which end up hidden.
+With `relocate` on, a few times during the first half of the steps every stroke whose visible
+footprint (its alpha times the transparency of all strokes above it, summed over pixels) is below
+`min_visible` px is moved to the end of the order as a short, fine, opaque stroke where the painting
+is most wrong, coloured as the target there; gradient descent then fits it. The best iterate (by
+exact rendering error) is returned, so refining never makes a painting worse.
 """
 
 from __future__ import annotations
 
 import torch
 
+from kaogen.l2p.ddpg import pyramid_down
+from kaogen.l2p.stroke_model import paint_exact
 from kaogen.render import strokes as S
 from kaogen.render.composite import composite
+from kaogen.render.rasterize import rasterize
 from kaogen.render.soft import soft_rasterize
-from kaogen.l2p.stroke_model import paint_exact
 
 
 def _mse_exact(s: torch.Tensor, target: torch.Tensor, background: float) -> float:
@@ -21,25 +30,69 @@ def _mse_exact(s: torch.Tensor, target: torch.Tensor, background: float) -> floa
     return ((paint_exact(blank, s[None])[0] - target) ** 2).mean().item()
 
 
-def refine_strokes(s: torch.Tensor, target: torch.Tensor, steps: int, background: float = 1.0,
-                   lr: float = 0.01, softness: float = 0.5) -> torch.Tensor:
-    """s (N, 13) in [0, 1], target (3, H, W) in [0, 1] -> refined (N, 13)."""
+def visible_area(alpha: torch.Tensor) -> torch.Tensor:
+    """alpha (N, H, W) of strokes laid in order -> (N,) px each shows in the final canvas."""
+    clear = (1 - alpha).flip(0).cumprod(0).flip(0)                   # clear[i] = prod_{j >= i} (1 - alpha_j)
+    above = torch.cat([clear[1:], torch.ones_like(clear[:1])])        # prod_{j > i}
+    return (alpha * above).sum((1, 2))
+
+
+def relocate_hidden(s: torch.Tensor, target: torch.Tensor, background: float, min_visible: float,
+                    g: torch.Generator, radius_px: float = 1.5) -> torch.Tensor:
+    """s (N, 13) -> (N, 13): hidden strokes moved to the end, re-placed where the error is largest."""
     H, W = target.shape[1:]
-    logit = torch.logit(s.detach().clamp(1e-4, 1 - 1e-4)).requires_grad_(True)
-    opt = torch.optim.Adam([logit], lr=lr)
+    s = s.detach()
+    alpha = rasterize(s, H, W)
+    hidden = visible_area(alpha) < min_visible
+    n = int(hidden.sum())
+    if n == 0:
+        return s
+    canvas = composite(torch.full_like(target, background)[None], alpha[None], S.color(s)[None])[0]
+    err = ((canvas - target) ** 2).sum(0).flatten() + 1e-12
+    pix = torch.multinomial(err, n, replacement=err.numel() < n, generator=g)
+    y, x = (pix // W).float(), (pix % W).float()
+    angle = torch.rand(n, generator=g) * torch.pi
+    half = radius_px * torch.stack([angle.cos() / W, angle.sin() / H], 1)          # canvas units
+    centre = torch.stack([(x + 0.5) / W, (y + 0.5) / H], 1)
+    new = torch.empty(n, S.NUM_FIELDS)
+    new[:, 0:2], new[:, 2:4], new[:, 4:6] = centre - half, centre, centre + half
+    new[:, 6:8] = ((radius_px / min(H, W) - S.MIN_RADIUS) / S.RADIUS_SPAN)
+    new[:, 8:10] = 1.0
+    new[:, 10:13] = target[:, y.long(), x.long()].T
+    return torch.cat([s[~hidden], new.clamp(0, 1).to(s)])
+
+
+def refine_strokes(s: torch.Tensor, target: torch.Tensor, steps: int, background: float = 1.0,
+                   lr: float = 0.01, softness: float = 0.5, levels: int = 1, relocate: bool = False,
+                   min_visible: float = 4.0, seed: int = 0) -> torch.Tensor:
+    """s (N, 13) in [0, 1], target (3, H, W) in [0, 1] -> refined (N, 13), same N."""
+    H, W = target.shape[1:]
+    g = torch.Generator().manual_seed(seed)
+    rounds = {int(steps * f) for f in (0.0, 0.15, 0.3, 0.45)} if relocate else set()
     best, best_err = s.detach().clone(), _mse_exact(s.detach(), target, background)
     blank = torch.full_like(target, background)[None]
+    cur = s.detach()
+    logit = opt = None
     for i in range(steps):
+        if i in rounds or logit is None:
+            if i in rounds:
+                cur = relocate_hidden(cur, target, background, min_visible, g)
+            logit = torch.logit(cur.clamp(1e-4, 1 - 1e-4)).requires_grad_(True)
+            opt = torch.optim.Adam([logit], lr=lr)
         cur = torch.sigmoid(logit)
         alpha = soft_rasterize(cur, H, W, softness=softness)                       # (N, H, W)
-        canvas = composite(blank, alpha[None], S.color(cur)[None])
-        loss = ((canvas[0] - target) ** 2).mean()
+        c, t = composite(blank, alpha[None], S.color(cur)[None]), target[None]
+        loss = 0.0
+        for level in range(levels):
+            if level:
+                c, t = pyramid_down(c), pyramid_down(t)
+            loss = loss + ((c - t) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        cur = torch.sigmoid(logit.detach())
         if (i + 1) % 10 == 0 or i + 1 == steps:
-            cand = torch.sigmoid(logit.detach())
-            err = _mse_exact(cand, target, background)
+            err = _mse_exact(cur, target, background)
             if err < best_err:
-                best, best_err = cand.clone(), err
+                best, best_err = cur.clone(), err
     return best
