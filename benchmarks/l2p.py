@@ -5,7 +5,7 @@
 Quality: the 30 faces of ../shared/kaokore/samples at 128^2, PSNR and SSIM of the painting (rendered
 by the exact rasteriser at 128^2) against the face, at 50 / 100 / 200 / 400 strokes, for the held-out
 faces (every 5th, never seen in training by the shipped agent) and for all 30; then 200 strokes
-with --refine; the 16 x 16 mosaic as the baseline.
+with --refine (and with --refine --keep-layout); the 16 x 16 mosaic as the baseline.
 Speed: seconds per image beyond start-up (agent loaded, one warm-up painting), GIF included:
 128^2 with 200 strokes; --divide 4 at 512^2; and images/s batched at 128^2 (on CUDA when present).
 """
@@ -66,8 +66,10 @@ def quality_table(agent: Agent, paths: list[Path], args) -> None:
     rows = [(n, 0) for n in ((200,) if args.quick else (50, 100, 200, 400))] + [(200, args.refine)]
     for n, refine in rows:
         if refine:      # refinement is slow on a CPU: the held-out faces only
-            p, s = quality(agent, faces[held], PaintOptions(steps=n // K, refine=refine))
-            print(f"| {n} | {refine} | {p.mean():.2f} dB | - | {s.mean():.3f} | - |")
+            for relocate in (True, False):
+                p, s = quality(agent, faces[held], PaintOptions(steps=n // K, refine=refine, refine_relocate=relocate))
+                what = f"{refine}" if relocate else f"{refine}, --keep-layout"
+                print(f"| {n} | {what} | {p.mean():.2f} dB | - | {s.mean():.3f} | - |")
             continue
         p, s = quality(agent, faces, PaintOptions(steps=n // K))
         print(f"| {n} | {refine} | {p[held].mean():.2f} dB | {p.mean():.2f} dB | {s[held].mean():.3f} | {s.mean():.3f} |")

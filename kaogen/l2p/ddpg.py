@@ -7,7 +7,8 @@ scale * (|C - T|^2 - |C' - T|^2)), the critic V estimates the discounted return 
 
     Q(s, a) = r(C, C', T) + V(C, C', T, t + 1)
     critic:  V(s, a) -> gamma * (1 - done) * Q_target(s', actor_target(s'))   (MSE; s' from the replay)
-    actor:   maximise Q(s, actor(s)), the gradient flowing through V and r into C' and into a.
+    actor:   maximise Q(s, actor(s)), the gradient flowing through V and r into C' and into a
+             (plus, with `imitation` > 0, a supervised pull toward the greedy planner's strokes: expert.py).
 
 With gamma = 0 the return is the reward alone, Q(s, a) = r(C, C', T): no critic or target networks
 are built, and the actor follows the exact gradient of the reward through the stroke model (the
@@ -25,7 +26,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from kaogen.errors import KaogenError
 from kaogen.l2p.config import TrainConfig
+from kaogen.l2p.distance import pyramid_distance
+from kaogen.l2p.expert import matched_stroke_loss, plan_strokes
 from kaogen.l2p.networks import Actor, Critic, Discriminator, coord_planes
 from kaogen.l2p.stroke_model import StrokeModel
 
@@ -35,14 +39,6 @@ def actor_input(canvas: torch.Tensor, target: torch.Tensor, step: torch.Tensor, 
     B, _, S, _ = canvas.shape
     t = (step.float() / steps).view(B, 1, 1, 1).expand(B, 1, S, S)
     return torch.cat([canvas, target, t, coord_planes(B, S, canvas.device)], 1)
-
-
-def pyramid_down(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, ceil(H / 2), ceil(W / 2)): binomial [1 4 6 4 1] / 16 blur, then every 2nd pixel."""
-    k1 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=x.device, dtype=x.dtype) / 16
-    C = x.shape[1]
-    k = (k1[:, None] * k1[None, :]).expand(C, 1, 5, 5)
-    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), k, stride=2, groups=C)
 
 
 @dataclass
@@ -58,6 +54,9 @@ class DDPG(torch.nn.Module):
         super().__init__()
         a = cfg.agent
         self.cfg, self.a = cfg, a
+        if cfg.imitation > 0 and a.strokes_per_action > 6:
+            raise KaogenError(f"imitation pairs strokes by trying every permutation: strokes_per_action <= 6, "
+                              f"not {a.strokes_per_action}")
         self.actor = Actor(a.strokes_per_action, a.actor_width)
         self.greedy = cfg.gamma == 0
         self.critic = None if self.greedy else Critic(a.critic_width)
@@ -81,19 +80,8 @@ class DDPG(torch.nn.Module):
         return self.a.reward_scale * (self.distance(before, target) - self.distance(after, target))
 
     def distance(self, canvas: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """(B,) mean squared error, averaged over the `reward_scales` levels of a Gaussian pyramid.
-
-        Level 0 is the canvas itself; each further level is blurred (binomial 5-tap, sigma 1 px)
-        and halved. A coarse level's pixel is a smooth function of a stroke's position, so a stroke
-        lying where the picture is already painted still feels where paint is missing nearby (under
-        the plain MSE its position has no gradient there).
-        """
-        d, c, t = 0.0, canvas, target
-        for i in range(self.a.reward_scales):
-            if i:
-                c, t = pyramid_down(c), pyramid_down(t)
-            d = d + ((c - t) ** 2).mean((1, 2, 3))
-        return d / self.a.reward_scales
+        """(B,) the reward's distance: MSE over `reward_scales` Gaussian pyramid levels (distance.py)."""
+        return pyramid_distance(canvas, target, self.a.reward_scales)
 
     def q(self, critic, canvas, target, step, action) -> tuple[torch.Tensor, torch.Tensor]:
         """Q(s, a) = r + V, and r; both (B,). Without a critic (gamma = 0), Q = r."""
@@ -130,6 +118,9 @@ class DDPG(torch.nn.Module):
         new_act = self.actor(actor_input(c, T, step, self.a.steps))
         q, r = self.q(self.critic, c, T, step, new_act)
         actor_loss = -q.mean()
+        if self.cfg.imitation > 0:      # supervised placement: the greedy planner's strokes for this state
+            plan = plan_strokes(c, T, self.a.strokes_per_action, self.cfg.planner_iters).to(new_act.device)
+            actor_loss = actor_loss + self.cfg.imitation * matched_stroke_loss(new_act, plan).mean()
         self.opt_actor.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.opt_actor.step()

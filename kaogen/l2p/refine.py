@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from kaogen.l2p.ddpg import pyramid_down
+from kaogen.l2p.distance import pyramid_distance
 from kaogen.l2p.stroke_model import paint_exact
 from kaogen.render import strokes as S
 from kaogen.render.composite import composite
@@ -81,12 +81,7 @@ def refine_strokes(s: torch.Tensor, target: torch.Tensor, steps: int, background
             opt = torch.optim.Adam([logit], lr=lr)
         cur = torch.sigmoid(logit)
         alpha = soft_rasterize(cur, H, W, softness=softness)                       # (N, H, W)
-        c, t = composite(blank, alpha[None], S.color(cur)[None]), target[None]
-        loss = 0.0
-        for level in range(levels):
-            if level:
-                c, t = pyramid_down(c), pyramid_down(t)
-            loss = loss + ((c - t) ** 2).mean()
+        loss = pyramid_distance(composite(blank, alpha[None], S.color(cur)[None]), target[None], levels).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
