@@ -12,7 +12,6 @@ from PIL import Image
 
 from kaogen.checkpoint import Checkpoint, save_checkpoint
 from kaogen.cli.main import cli
-from kaogen.errors import KaogenError
 from kaogen.l2p import Agent, AgentConfig, PaintOptions, TrainConfig, paint
 from kaogen.l2p.ddpg import DDPG
 from kaogen.l2p.networks import Actor, Critic
@@ -159,62 +158,6 @@ def test_psnr_reward_is_the_decibels_gained_and_telescopes():
     rewards = [ddpg.reward(a, b, target) for a, b in zip(canvases, canvases[1:])]
     torch.testing.assert_close(rewards[0], psnr(canvases[1], target) - psnr(canvases[0], target), atol=1e-3, rtol=0)
     torch.testing.assert_close(sum(rewards), psnr(canvases[-1], target) - psnr(canvases[0], target), atol=1e-3, rtol=0)
-
-
-def test_planner_paints_where_the_painting_is_wrong():
-    """The greedy planner's strokes land on the missing paint, in its colour, and lower the error."""
-    from kaogen.l2p.distance import pyramid_distance
-    from kaogen.l2p.expert import error_peaks, plan_strokes
-
-    err = torch.zeros(1, 16, 16)
-    err[0, 3, 4], err[0, 3, 5], err[0, 12, 10] = 5.0, 4.0, 3.0
-    torch.testing.assert_close(error_peaks(err, 2, min_dist=3.0), torch.tensor([[[4.0, 3.0], [10.0, 12.0]]]))
-    target = torch.ones(2, 3, 32, 32)
-    target[0, :, 4:12, 20:28] = torch.tensor([0.1, 0.2, 0.6])[:, None, None]    # a blue square, top right
-    target[1, :, 20:30, 2:10] = torch.tensor([0.7, 0.1, 0.1])[:, None, None]    # a red one, bottom left
-    canvas = torch.ones_like(target)
-    plan = plan_strokes(canvas, target, k=2, iters=3)
-    assert plan.shape == (2, 2, 13) and plan.min() >= 0 and plan.max() <= 1
-    x, y = plan[..., 2] * 32, plan[..., 3] * 32                                  # control points, px
-    assert ((x[0] > 18) & (x[0] < 30) & (y[0] > 2) & (y[0] < 14)).all()
-    assert ((x[1] > 0) & (x[1] < 12) & (y[1] > 18) & (y[1] < 32)).all()
-    assert (plan[0, :, 12] > plan[0, :, 10]).all() and (plan[1, :, 10] > plan[1, :, 12]).all()   # blue / red
-    assert (pyramid_distance(paint_exact(canvas, plan), target, 3) < 0.5 * pyramid_distance(canvas, target, 3)).all()
-
-
-def test_matched_stroke_loss_ignores_order_and_direction():
-    from kaogen.l2p.expert import REVERSED, matched_stroke_loss
-
-    g = torch.Generator().manual_seed(3)
-    plan = torch.rand(4, 5, 13, generator=g)
-    shuffled = plan[:, torch.tensor([3, 0, 4, 1, 2])].clone()
-    shuffled[:, 1] = shuffled[:, 1, REVERSED]                 # one stroke drawn from its other end
-    assert matched_stroke_loss(shuffled, plan).abs().max() < 1e-7
-    other = torch.rand(4, 5, 13, generator=g)
-    direct = (other - plan).abs().mean((1, 2))
-    loss = matched_stroke_loss(other, plan)
-    assert (loss > 0).all() and (loss <= direct + 1e-6).all()
-
-
-def test_imitation_pulls_the_actor_toward_the_planner():
-    from kaogen.l2p.ddpg import actor_input
-    from kaogen.l2p.expert import matched_stroke_loss, plan_strokes
-
-    torch.manual_seed(0)
-    ddpg = DDPG(tiny_cfg(gamma=0.0, imitation=10.0, planner_iters=0, actor_lr=3e-3, agent={"reward": "psnr"}))
-    g = torch.Generator().manual_seed(0)
-    target = torch.ones(8, 3, 16, 16)
-    target[:, :, 2:8, 9:15] = 0.1
-    canvas, step = torch.ones_like(target), torch.zeros(8, dtype=torch.long)
-    plan = plan_strokes(canvas, target, 2, 0)
-    gap = lambda: matched_stroke_loss(ddpg.actor(actor_input(canvas, target, step, 3)), plan).mean().item()  # noqa: E731
-    before = gap()
-    batch = {"canvas": canvas, "target": target, "step": step, "action": torch.rand(8, 2, 13), "after": canvas}
-    for _ in range(30):
-        ddpg.update(batch, g)
-    assert gap() < 0.5 * before
-    with pytest.raises(KaogenError, match="strokes_per_action <= 6"):
-        DDPG(tiny_cfg(imitation=1.0, agent={"strokes_per_action": 7}))
 
 
 def test_wgan_reward_update_runs_and_trains_the_discriminator():

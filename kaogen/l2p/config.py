@@ -41,8 +41,6 @@ class TrainConfig:
     disc_lr: float = 3e-4
     lr_decay_at: int = 5000             # episode from which the learning rates are 10x lower
     noise: float = 0.0                  # Gaussian exploration noise on actions (the reference uses 0)
-    imitation: float = 0.0              # weight of imitating the greedy stroke planner (expert.py); 0: off
-    planner_iters: int = 5              # the planner's Adam steps per action
     crop_scale: float = 0.7             # random crops cover at least this fraction of a side
     checkpoint_every: int = 50          # episodes
     sample_every: int = 50              # episodes

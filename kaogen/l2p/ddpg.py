@@ -7,8 +7,7 @@ scale * (|C - T|^2 - |C' - T|^2)), the critic V estimates the discounted return 
 
     Q(s, a) = r(C, C', T) + V(C, C', T, t + 1)
     critic:  V(s, a) -> gamma * (1 - done) * Q_target(s', actor_target(s'))   (MSE; s' from the replay)
-    actor:   maximise Q(s, actor(s)), the gradient flowing through V and r into C' and into a
-             (plus, with `imitation` > 0, a supervised pull toward the greedy planner's strokes: expert.py).
+    actor:   maximise Q(s, actor(s)), the gradient flowing through V and r into C' and into a.
 
 With gamma = 0 the return is the reward alone, Q(s, a) = r(C, C', T): no critic or target networks
 are built, and the actor follows the exact gradient of the reward through the stroke model (the
@@ -26,10 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from kaogen.errors import KaogenError
 from kaogen.l2p.config import TrainConfig
 from kaogen.l2p.distance import pyramid_distance
-from kaogen.l2p.expert import matched_stroke_loss, plan_strokes
 from kaogen.l2p.networks import Actor, Critic, Discriminator, coord_planes
 from kaogen.l2p.stroke_model import StrokeModel
 
@@ -54,9 +51,6 @@ class DDPG(torch.nn.Module):
         super().__init__()
         a = cfg.agent
         self.cfg, self.a = cfg, a
-        if cfg.imitation > 0 and a.strokes_per_action > 6:
-            raise KaogenError(f"imitation pairs strokes by trying every permutation: strokes_per_action <= 6, "
-                              f"not {a.strokes_per_action}")
         self.actor = Actor(a.strokes_per_action, a.actor_width)
         self.greedy = cfg.gamma == 0
         self.critic = None if self.greedy else Critic(a.critic_width)
@@ -118,9 +112,6 @@ class DDPG(torch.nn.Module):
         new_act = self.actor(actor_input(c, T, step, self.a.steps))
         q, r = self.q(self.critic, c, T, step, new_act)
         actor_loss = -q.mean()
-        if self.cfg.imitation > 0:      # supervised placement: the greedy planner's strokes for this state
-            plan = plan_strokes(c, T, self.a.strokes_per_action, self.cfg.planner_iters).to(new_act.device)
-            actor_loss = actor_loss + self.cfg.imitation * matched_stroke_loss(new_act, plan).mean()
         self.opt_actor.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.opt_actor.step()

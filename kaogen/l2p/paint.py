@@ -29,7 +29,7 @@ class PaintOptions:
     steps: int | None = None    # actions per pass (default: the agent's, 40 = 200 strokes)
     divide: int = 1             # K > 1: after the whole image, paint a K x K grid of patches
     refine: int = 0             # gradient steps on all strokes through the soft rasteriser
-    refine_size: int | None = None   # canvas px of refinement (default: S * divide)
+    refine_size: int | None = None   # canvas px of refinement (default: 2 * S * divide, 128 for the shipped agent)
     refine_lr: float = 0.05
     refine_relocate: bool = True     # move strokes the painting hides to where it is most wrong
 
@@ -93,8 +93,8 @@ def paint(agent: Agent, images: list[torch.Tensor], opts: PaintOptions | None = 
             # painting order: step by step, every patch in reading order within a step
             per_image[b] = torch.cat([per_image[b], mapped.permute(2, 0, 1, 3, 4).reshape(-1, S.NUM_FIELDS)])
     if opts.refine > 0:
-        size = opts.refine_size or Sz * k
-        per_image = [refine_strokes(per_image[b], resize(full[b:b + 1], size)[0], opts.refine, cfg.background,
+        size = opts.refine_size or 2 * Sz * k      # finer than the agent sees: relocated strokes fit detail
+        per_image = [refine_strokes(per_image[b], resize(images[b][None].to(dev), size)[0], opts.refine, cfg.background,
                                     lr=opts.refine_lr, relocate=opts.refine_relocate) for b in range(B)]
     paintings = []
     for b, im in enumerate(images):
