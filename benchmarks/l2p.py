@@ -67,8 +67,10 @@ def quality_table(agent: Agent, paths: list[Path], args) -> None:
     for n, refine in rows:
         if refine:      # refinement is slow on a CPU: the held-out faces only
             for relocate in (True, False):
+                t0 = time.perf_counter()
                 p, s = quality(agent, faces[held], PaintOptions(steps=n // K, refine=refine, refine_relocate=relocate))
-                what = f"{refine}" if relocate else f"{refine}, --keep-layout"
+                sec = (time.perf_counter() - t0) / int(held.sum())
+                what = f"{refine} ({sec:.0f} s/face)" if relocate else f"{refine}, --keep-layout ({sec:.0f} s/face)"
                 print(f"| {n} | {what} | {p.mean():.2f} dB | - | {s.mean():.3f} | - |")
             continue
         p, s = quality(agent, faces, PaintOptions(steps=n // K))
