@@ -298,6 +298,12 @@ def test_paint_cli_any_input_and_errors(tmp_path, agent_file):
     assert r.exit_code == 0, r.output
     p = Painting.load(tmp_path / "g.json")
     assert len(p) == 6 and p.aspect == pytest.approx(50 / 30)
+    for flag, relocated in (([], True), (["--keep-layout"], False)):
+        r = runner.invoke(cli, ["paint", str(gray), "-o", str(tmp_path / f"r{len(flag)}.png"), "--checkpoint", str(agent_file),
+                                "--refine", "3", "--save-strokes", str(tmp_path / f"r{len(flag)}.json")] + flag)
+        assert r.exit_code == 0, r.output
+        prov = Painting.load(tmp_path / f"r{len(flag)}.json").provenance
+        assert prov["refine"] == 3 and prov["relocate"] is relocated
     frames = Image.open(tmp_path / "g.gif")
     assert frames.size[0] > frames.size[1] * 2              # target left of the painting
     folder = tmp_path / "in"
