@@ -355,3 +355,25 @@ def test_tiled_fast_path_equals_the_plain_windowed_path(H, W):
     from kaogen.render.tiles import stroke_tiles
     t = stroke_tiles(s[:10], H, W)
     assert (t.alpha.flatten(1).amax(1) == 0).float().mean() > 0.3
+
+
+def test_closed_form_compositing_equals_the_loop_values_and_gradients():
+    """composite_all (what refinement differentiates through) against composite's stroke-by-stroke loop,
+    with opaque (alpha = 1) pixels, where the closed form's running products reach zero."""
+    from kaogen.render.composite import composite, composite_all, visibility
+
+    g = torch.Generator().manual_seed(5)
+    alpha = torch.rand(2, 30, 12, 12, generator=g)
+    alpha[alpha > 0.6] = 1.0
+    color, canvas = torch.rand(2, 30, 3, generator=g), torch.rand(2, 3, 12, 12, generator=g)
+    grads = []
+    for f in (composite, composite_all):
+        a, c = alpha.clone().requires_grad_(True), color.clone().requires_grad_(True)
+        out = f(canvas, a, c)
+        (out * torch.linspace(0, 1, 12)).square().sum().backward()
+        grads.append((out.detach(), a.grad, c.grad))
+    for x, y in zip(*grads):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4)
+    shown = visibility(alpha)
+    assert shown[:, -1].equal(alpha[:, -1]) and (shown <= alpha).all()
+    torch.testing.assert_close(shown.sum(1), 1 - (1 - alpha).prod(1), atol=1e-6, rtol=0)

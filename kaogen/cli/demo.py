@@ -14,6 +14,8 @@ from kaogen.cli.common import common_options, force_option, refuse_overwrite
 @click.option("--image", type=click.Path(dir_okay=False), default=None,
               help="Your own picture [default: a face drawn procedurally, no download].")
 @click.option("--size", type=int, default=256, show_default=True, help="Longer side of the outputs in pixels.")
+@click.option("--refine", type=click.IntRange(0, 100000), default=100, show_default=True,
+              help="Refinement steps on the agent's strokes (kaogen paint --refine; half a minute on a CPU; 0: none).")
 @click.option("--ist/--no-ist", default=True, show_default=True,
               help="Also paint with intrinsic style transfer (about a minute on a CPU).")
 @click.option("--ist-steps", type=click.IntRange(1, 100000), default=150, show_default=True,
@@ -21,7 +23,7 @@ from kaogen.cli.common import common_options, force_option, refuse_overwrite
 @click.option("--brush", default="classic/kabura", show_default=True,
               help="Shipped neural painter for the style transfer (classic/kabura: ink pen, classic/pencil).")
 @force_option
-def demo(out, image, size, ist, ist_steps, brush, force, device, seed):
+def demo(out, image, size, refine, ist, ist_steps, brush, force, device, seed):
     """Paint a picture with the shipped Learning to Paint agent (and neural painter) and export it everywhere.
 
     \b
@@ -50,7 +52,7 @@ def demo(out, image, size, ist, ist_steps, brush, force, device, seed):
     picture = load_rgb(image) if image else demo_picture(256)
     target = save_image(folder / "target.png", picture)
     opts = lambda **kw: ExportOptions(size=size, device=dev, side_by_side=str(target), **kw)  # noqa: E731
-    p = paint(Agent.load(device=dev), [picture], PaintOptions(), sources=[str(image or "kaogen demo picture")])[0]
+    p = paint(Agent.load(device=dev), [picture], PaintOptions(refine=refine), sources=[str(image or "kaogen demo picture")])[0]
     p.save(folder / "l2p.json")
     for name in ("l2p.gif", "l2p.mp4", "l2p.png"):
         export(p, folder / name, opts())

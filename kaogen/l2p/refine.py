@@ -2,8 +2,7 @@
 of the strokes the painting does not show.
 
 Strokes are optimised in logit space (so they stay in [0, 1]) with Adam on the mean squared error
-between the composited canvas and the target, summed over a Gaussian pyramid (`levels`: the coarse
-levels let a stroke feel paint missing beyond its edge), all strokes at once, their order kept.
+between the composited canvas and the target, all strokes at once (composite_all), in their order.
 
 An agent's painting often repeats itself: later strokes repaint earlier ones, which end up hidden.
 With `relocate` on, a few times during the first half of the steps every stroke whose visible
@@ -17,10 +16,9 @@ from __future__ import annotations
 
 import torch
 
-from kaogen.l2p.distance import pyramid_distance
 from kaogen.l2p.stroke_model import paint_exact
 from kaogen.render import strokes as S
-from kaogen.render.composite import composite
+from kaogen.render.composite import composite_all, visibility
 from kaogen.render.rasterize import rasterize
 from kaogen.render.soft import soft_rasterize
 
@@ -32,9 +30,7 @@ def _mse_exact(s: torch.Tensor, target: torch.Tensor, background: float) -> floa
 
 def visible_area(alpha: torch.Tensor) -> torch.Tensor:
     """alpha (N, H, W) of strokes laid in order -> (N,) px each shows in the final canvas."""
-    clear = (1 - alpha).flip(0).cumprod(0).flip(0)                   # clear[i] = prod_{j >= i} (1 - alpha_j)
-    above = torch.cat([clear[1:], torch.ones_like(clear[:1])])        # prod_{j > i}
-    return (alpha * above).sum((1, 2))
+    return visibility(alpha[None])[0].sum((1, 2))
 
 
 def relocate_hidden(s: torch.Tensor, target: torch.Tensor, background: float, min_visible: float,
@@ -47,7 +43,7 @@ def relocate_hidden(s: torch.Tensor, target: torch.Tensor, background: float, mi
     n = int(hidden.sum())
     if n == 0:
         return s
-    canvas = composite(torch.full_like(target, background)[None], alpha[None], S.color(s)[None])[0]
+    canvas = composite_all(torch.full_like(target, background)[None], alpha[None], S.color(s)[None])[0]
     err = ((canvas - target) ** 2).sum(0).flatten() + 1e-12
     pix = torch.multinomial(err, n, replacement=err.numel() < n, generator=g)
     y, x = (pix // W).float(), (pix % W).float()
@@ -63,7 +59,7 @@ def relocate_hidden(s: torch.Tensor, target: torch.Tensor, background: float, mi
 
 
 def refine_strokes(s: torch.Tensor, target: torch.Tensor, steps: int, background: float = 1.0,
-                   lr: float = 0.01, softness: float = 0.5, levels: int = 1, relocate: bool = False,
+                   lr: float = 0.01, softness: float = 0.5, relocate: bool = False,
                    min_visible: float = 4.0, seed: int = 0) -> torch.Tensor:
     """s (N, 13) in [0, 1], target (3, H, W) in [0, 1] -> refined (N, 13), same N."""
     H, W = target.shape[1:]
@@ -81,7 +77,7 @@ def refine_strokes(s: torch.Tensor, target: torch.Tensor, steps: int, background
             opt = torch.optim.Adam([logit], lr=lr)
         cur = torch.sigmoid(logit)
         alpha = soft_rasterize(cur, H, W, softness=softness)                       # (N, H, W)
-        loss = pyramid_distance(composite(blank, alpha[None], S.color(cur)[None]), target[None], levels).sum()
+        loss = ((composite_all(blank, alpha[None], S.color(cur)[None])[0] - target) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
