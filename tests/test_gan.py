@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from kaogen.checkpoint import Checkpoint, save_checkpoint
 from kaogen.cli.main import cli
@@ -165,6 +167,35 @@ def test_conditional_training_on_kaokore_labels(tmp_path, sample_root):
     g = GeneratorBundle.load(tmp_path / "runs" / "00000-gan" / "generator.pt")
     assert g.class_names == ["noble", "warrior", "incarnation", "commoner"]
     assert g.generate([0], label="warrior").shape == (1, 3, 16, 16)
+
+
+def test_a_run_started_with_a_relative_data_path_resumes_from_anywhere(tmp_path, monkeypatch):
+    """The run records its data as an absolute path; --data on resume points a moved data set."""
+    data = tmp_path / "work" / "faces"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (20, 20, 3), np.uint8)).save(data / f"{i}.png")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("batch = 4\nkimg = 0.004\nsnapshot_kimg = 0.004\n[net]\nresolution = 16\nz_dim = 16\nw_dim = 16\n"
+                   "mapping_layers = 1\nchannel_base = 128\nchannel_max = 16\n")
+    monkeypatch.chdir(tmp_path / "work")
+    r = CliRunner().invoke(cli, ["train-gan", "--data", "faces", "--config", str(cfg), "--outdir", str(tmp_path / "runs"),
+                                 "--no-progress"])
+    assert r.exit_code == 0, r.output
+    run = tmp_path / "runs" / "00000-gan"
+    assert json.loads((run / "config.json").read_text())["data"] == str(data.resolve())
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, ["train-gan", "--resume", str(run), "--kimg", "0.008", "--no-progress"])
+    assert r.exit_code == 0 and "resuming" in r.output, r.output
+    moved = data.rename(tmp_path / "moved")
+    r = CliRunner().invoke(cli, ["train-gan", "--resume", str(run), "--kimg", "0.012", "--no-progress"])
+    assert r.exit_code == 1 and r.output.startswith("Error:") and "faces" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1
+    r = CliRunner().invoke(cli, ["train-gan", "--resume", str(run), "--data", str(moved), "--kimg", "0.012",
+                                 "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "config.json").read_text())["data"] == str(moved.resolve())
 
 
 def test_fid_kid_precision_recall_on_known_gaussians():

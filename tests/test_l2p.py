@@ -341,6 +341,7 @@ def test_train_cli_config_and_resume(tmp_path):
     r = runner.invoke(cli, ["train-l2p", "--resume", str(run), "--episodes", "2", "--no-progress"])
     assert r.exit_code == 0 and "episode 1" in r.output, r.output
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert __import__("json").loads((run / "config.json").read_text())["data"] == [str(data.resolve())]   # resumable anywhere
     assert Agent.load(run / "agent.pt").cfg.canvas == 16
     cfg.write_text("episodes = 1\nbogus = 3\n")
     r = runner.invoke(cli, ["train-l2p", "--config", str(cfg), "--data", str(data), "--outdir", str(tmp_path / "runs")])

@@ -41,7 +41,7 @@ def train_gan(data, outdir, config_path, resume, kimg, cond, split, progress, de
             raise KaogenError(f"{run} is not a train-gan run folder with a snapshot")
         saved = json.loads((run / "config.json").read_text())
         cfg = from_dict(GANConfig, {**saved["config"], **({"kimg": kimg} if kimg else {})})
-        data, split, seed = saved["data"], saved["split"], saved["seed"]
+        data, split, seed = data or saved["data"], saved["split"], saved["seed"]   # --data: the data moved
     else:
         if not data:
             raise KaogenError("give --data ROOT_OR_FOLDER (or --resume RUN)")
@@ -67,7 +67,8 @@ def train_gan(data, outdir, config_path, resume, kimg, cond, split, progress, de
         trainer.resume()
         click.echo(f"resuming {run} at {trainer.nimg / 1000:.2f} kimg (augment p {trainer.augment.p:.3f})")
     if rank == 0:
-        record_run(run, {"config": asdict(cfg), "data": str(data), "split": split, "seed": seed, "world": world})
+        record_run(run, {"config": asdict(cfg), "data": str(Path(data).resolve()), "split": split, "seed": seed,
+                         "world": world})
     trainer.train(progress)
     if rank == 0:
         click.echo(f"done: {run}/generator.pt ({trainer.nimg / 1000:.2f} kimg)")

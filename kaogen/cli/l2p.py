@@ -41,7 +41,8 @@ def train_l2p(data, outdir, config_path, resume, episodes, split, holdout_every,
         run = find_run(resume)
         saved = json.loads((run / "config.json").read_text())
         cfg = from_dict(TrainConfig, {**saved["config"], **({"episodes": episodes} if episodes else {})})
-        data, split, holdout_every, seed = saved["data"], saved["split"], saved["holdout_every"], saved["seed"]
+        data = data or saved["data"]        # --data on resume: the data moved
+        split, holdout_every, seed = saved["split"], saved["holdout_every"], saved["seed"]
     else:
         if not data:
             raise KaogenError("give --data ROOT_OR_FOLDER (or --resume RUN)")
@@ -52,7 +53,7 @@ def train_l2p(data, outdir, config_path, resume, episodes, split, holdout_every,
     if resume:
         trainer.resume()
         click.echo(f"resuming {run} at episode {trainer.episode}")
-    record_run(run, {"config": asdict(cfg), "data": [str(Path(d)) for d in data], "split": split,
+    record_run(run, {"config": asdict(cfg), "data": [str(Path(d).resolve()) for d in data], "split": split,
                      "holdout_every": holdout_every, "seed": seed})
     trainer.train(progress=progress)
     click.echo(f"done: {run}/agent.pt (episode {trainer.episode})")
