@@ -1,9 +1,10 @@
 """Model-based DDPG (Learning to Paint, section 3): one update of discriminator, critic and actor.
 
 State s = (canvas C, target T, step t). The actor proposes K strokes a; the differentiable stroke
-model paints them: C' = paint(C, a). With r(C, C', T) the reward (WGAN: D(C', T) - D(C, T); or L2:
-scale * (|C - T|^2 - |C' - T|^2)), the critic V estimates the discounted return after the action from
-(C, C', T, t + 1), and
+model paints them: C' = paint(C, a). With r(C, C', T) the reward (WGAN: D(C', T) - D(C, T); L2:
+scale * (d(C) - d(C')); PSNR: 10 log10(d(C) / d(C')), the decibels gained; d the squared error to T,
+over `reward_scales` pyramid levels: distance.py), the critic V estimates the discounted return
+after the action from (C, C', T, t + 1), and
 
     Q(s, a) = r(C, C', T) + V(C, C', T, t + 1)
     critic:  V(s, a) -> gamma * (1 - done) * Q_target(s', actor_target(s'))   (MSE; s' from the replay)
@@ -12,8 +13,8 @@ scale * (|C - T|^2 - |C' - T|^2)), the critic V estimates the discounted return 
 With gamma = 0 the return is the reward alone, Q(s, a) = r(C, C', T): no critic or target networks
 are built, and the actor follows the exact gradient of the reward through the stroke model (the
 greedy model-based agent: each action paints what most lowers the distance now). An episode then
-costs 2-3 s instead of 5-10 s on a 2-core CPU (configs/l2p/greedy.toml); in 400 episodes it reached
-the same quality as the DDPG agent did in 300 (see checkpoints/README.md).
+costs 2-3 s instead of 5-10 s on a 2-core CPU; in 400 episodes it reached the same quality as the
+DDPG agent did in 300 (configs/l2p/greedy.toml).
 """
 
 from __future__ import annotations
