@@ -68,16 +68,15 @@ def refine_strokes(s: torch.Tensor, target: torch.Tensor, steps: int, background
     best, best_err = s.detach().clone(), _mse_exact(s.detach(), target, background)
     blank = torch.full_like(target, background)[None]
     cur = s.detach()
-    logit = opt = None
     for i in range(steps):
-        if i in rounds or logit is None:
-            if i in rounds:
-                cur = relocate_hidden(cur, target, background, min_visible, g)
+        if i in rounds:
+            cur = relocate_hidden(cur, target, background, min_visible, g)
+        if i == 0 or i in rounds:         # relocated strokes start with fresh Adam moments
             logit = torch.logit(cur.clamp(1e-4, 1 - 1e-4)).requires_grad_(True)
             opt = torch.optim.Adam([logit], lr=lr)
-        cur = torch.sigmoid(logit)
-        alpha = soft_rasterize(cur, H, W, softness=softness)                       # (N, H, W)
-        loss = ((composite_all(blank, alpha[None], S.color(cur)[None])[0] - target) ** 2).mean()
+        x = torch.sigmoid(logit)
+        alpha = soft_rasterize(x, H, W, softness=softness)                         # (N, H, W)
+        loss = ((composite_all(blank, alpha[None], S.color(x)[None])[0] - target) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
