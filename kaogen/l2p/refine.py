@@ -44,7 +44,7 @@ def relocate_hidden(s: torch.Tensor, target: torch.Tensor, background: float, mi
     if n == 0:
         return s
     canvas = composite_all(torch.full_like(target, background)[None], alpha[None], S.color(s)[None])[0]
-    err = ((canvas - target) ** 2).sum(0).flatten() + 1e-12
+    err = ((canvas - target) ** 2).sum(0).flatten().cpu() + 1e-12     # CPU: the generator `g` is a CPU one
     pix = torch.multinomial(err, n, replacement=err.numel() < n, generator=g)
     y, x = (pix // W).float(), (pix % W).float()
     angle = torch.rand(n, generator=g) * torch.pi
@@ -54,7 +54,7 @@ def relocate_hidden(s: torch.Tensor, target: torch.Tensor, background: float, mi
     new[:, 0:2], new[:, 2:4], new[:, 4:6] = centre - half, centre, centre + half
     new[:, 6:8] = ((radius_px / min(H, W) - S.MIN_RADIUS) / S.RADIUS_SPAN)
     new[:, 8:10] = 1.0
-    new[:, 10:13] = target[:, y.long(), x.long()].T
+    new[:, 10:13] = target.cpu()[:, y.long(), x.long()].T
     return torch.cat([s[~hidden], new.clamp(0, 1).to(s)])
 
 
