@@ -14,7 +14,7 @@ from kaogen.checkpoint import Checkpoint, save_checkpoint
 from kaogen.cli.main import cli
 from kaogen.l2p import Agent, AgentConfig, PaintOptions, TrainConfig, paint
 from kaogen.l2p.ddpg import DDPG
-from kaogen.l2p.networks import Actor, Critic
+from kaogen.l2p.networks import Actor, Critic, DenseActor
 from kaogen.l2p.neural_renderer import NeuralRenderer
 from kaogen.l2p.paint import to_full_canvas
 from kaogen.l2p.refine import refine_strokes
@@ -109,20 +109,90 @@ def test_model_based_actor_update_improves_the_reward():
     assert reward() > before + 5.0     # reward_scale 100: 0.05 of MSE
 
 
-def test_greedy_agent_has_no_critic_and_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("actor", ["resnet", "dense"])
+def test_greedy_agent_has_no_critic_and_resumes_exactly(tmp_path, actor):
     """gamma = 0 builds no critic or target networks, and its training state still resumes bit for bit."""
-    ddpg = DDPG(tiny_cfg(gamma=0.0))
+    ddpg = DDPG(tiny_cfg(gamma=0.0, agent={"actor": actor}))
     assert ddpg.critic is None and ddpg.actor_target is None and set(ddpg.state()) == {"actor", "opt_actor"}
     data = make_images(tmp_path / "imgs")
-    straight = Trainer(tiny_cfg(gamma=0.0), [str(data)], tmp_path / "a", seed=1)
+    cfg = lambda **over: tiny_cfg(gamma=0.0, agent={"actor": actor}, **over)  # noqa: E731
+    straight = Trainer(cfg(), [str(data)], tmp_path / "a", seed=1)
     straight.train(progress=False)
-    first = Trainer(tiny_cfg(gamma=0.0, episodes=2), [str(data)], tmp_path / "b", seed=1)
+    first = Trainer(cfg(episodes=2), [str(data)], tmp_path / "b", seed=1)
     first.train(progress=False)
-    second = Trainer(tiny_cfg(gamma=0.0), [str(data)], tmp_path / "b", seed=1)
+    second = Trainer(cfg(), [str(data)], tmp_path / "b", seed=1)
     assert second.resume() and second.episode == 2
     second.train(progress=False)
     for (n, p), (_, q) in zip(straight.ddpg.state()["actor"].items(), second.ddpg.state()["actor"].items()):
         assert torch.equal(p, q), n
+
+
+def test_dense_actor_lays_its_best_spread_out_cells():
+    """An action is the best cell, then the best cell not within `spacing` of those already picked,
+    ...; each cell's stroke is anchored within `reach` of the cell's centre; laid best last."""
+    torch.manual_seed(0)
+    a = DenseActor(5, 8).eval()
+    obs = torch.rand(3, 9, 32, 32)
+    score, strokes = a.dense(obs)
+    G = 8                                                                  # 32 px / 4
+    assert score.shape == (3, G * G) and strokes.shape == (3, G * G, 13)
+    assert strokes.min() >= 0 and strokes.max() <= 1
+    centre = (torch.stack(torch.meshgrid(torch.arange(G), torch.arange(G), indexing="xy"), -1).reshape(-1, 2) + 0.5) / G
+    for k in range(3):                                                     # the three control points
+        assert (strokes[..., 2 * k:2 * k + 2] - centre).abs().max() <= a.reach + 1e-6
+    act = a(obs)
+    assert act.shape == (3, 5, 13)
+    for b in range(3):
+        picks = [int((strokes[b] == act[b, j]).all(1).nonzero()[0]) for j in range(5)][::-1]   # best first
+        free = torch.ones(G * G, dtype=torch.bool)
+        for i in picks:
+            assert free[i] and score[b, i] == score[b][free].max()
+            r, c = divmod(i, G)
+            for j in range(G * G):
+                if abs(j // G - r) <= a.spacing and abs(j % G - c) <= a.spacing:
+                    free[j] = False
+    torch.testing.assert_close(a(obs)[1:2], a(obs[1:2]), atol=1e-5, rtol=0)
+
+
+def test_dense_update_finds_the_missing_paint_and_predicts_its_reward():
+    """White canvas, target white but for a dark square: after training on that state the score map
+    peaks on the square, the stroke laid there paints it, and the scores match the rewards earned."""
+    torch.manual_seed(0)
+    cfg = tiny_cfg(gamma=0.0, actor_lr=1e-3, dense_samples=8, agent={"canvas": 32, "steps": 1, "actor": "dense",
+                                                                     "strokes_per_action": 1, "reward": "psnr"})
+    ddpg = DDPG(cfg)
+    g = torch.Generator().manual_seed(0)
+    canvas = torch.ones(4, 3, 32, 32)
+    target = canvas.clone()
+    target[:, :, 20:28, 4:12] = 0.1
+    step = torch.zeros(4, dtype=torch.long)
+    batch = {"canvas": canvas, "target": target, "step": step, "action": torch.rand(4, 1, 13), "after": canvas}
+    first = ddpg.update(batch, g)
+    for _ in range(100):
+        last = ddpg.update(batch, g)
+    assert last.reward > first.reward + 1.0                  # dB per sampled stroke
+    from kaogen.l2p.ddpg import actor_input
+    with torch.no_grad():
+        obs = actor_input(canvas, target, step, 1)
+        score, _ = ddpg.actor.dense(obs)
+        best = score.argmax(1)
+        assert ((best // 8 >= 4) & (best // 8 <= 7) & (best % 8 <= 3)).all()    # cells on or beside the square
+        gain = psnr(paint_exact(canvas, ddpg.actor(obs)), target) - psnr(canvas, target)
+    assert (gain > 5).all()
+    assert ((score.max(1).values - gain).abs() < 0.25 * gain).all()          # it knows what its stroke earns
+
+
+def test_dense_actor_needs_the_greedy_agent_and_round_trips(tmp_path):
+    from kaogen.errors import KaogenError
+    with pytest.raises(KaogenError, match="gamma = 0"):
+        DDPG(tiny_cfg(agent={"actor": "dense"}))
+    cfg = AgentConfig(**{**TINY, "actor": "dense", "canvas": 32})
+    torch.manual_seed(0)
+    agent = Agent(cfg, DenseActor(cfg.strokes_per_action, cfg.actor_width))
+    loaded = Agent.load(agent.save(tmp_path / "dense.pt"))
+    assert isinstance(loaded.actor, DenseActor)
+    obs = torch.rand(2, 9, 32, 32)
+    torch.testing.assert_close(loaded.actor(obs), agent.actor(obs))
 
 
 def test_multiscale_reward_reaches_strokes_beside_the_missing_paint():

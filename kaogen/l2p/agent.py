@@ -15,7 +15,7 @@ from kaogen.checkpoint import Checkpoint, checkpoints_dir, load_checkpoint, save
 from kaogen.config import from_dict
 from kaogen.errors import KaogenError
 from kaogen.l2p.config import AgentConfig
-from kaogen.l2p.networks import Actor
+from kaogen.l2p.networks import Actor, make_actor
 
 KIND = "l2p-agent"
 SHIPPED = "l2p-agent.pt"
@@ -45,7 +45,7 @@ class Agent:
                 raise KaogenError(f"no shipped painting agent at {path}: pass --checkpoint (train one with `kaogen train-l2p`)")
         ck = load_checkpoint(path, kind=KIND)
         cfg = from_dict(AgentConfig, ck.config)
-        actor = Actor(cfg.strokes_per_action, cfg.actor_width)
+        actor = make_actor(cfg.actor, cfg.strokes_per_action, cfg.actor_width)
         try:
             actor.load_state_dict(ck.state["actor"])
         except (KeyError, RuntimeError) as e:

@@ -14,6 +14,7 @@ class AgentConfig:
     canvas: int = 128                   # training canvas, px: the agent observes canvas and target at S x S
     steps: int = 40                     # actions per painting (40 x 5 = 200 strokes)
     strokes_per_action: int = 5
+    actor: Literal["resnet", "dense"] = "resnet"   # dense: DenseActor (networks.py), greedy agents only
     actor_width: int = 64               # first-stage channels of the ResNet-18-like actor / critic
     critic_width: int = 64
     renderer: Literal["soft", "neural"] = "soft"   # differentiable stroke model for the model-based gradient
@@ -40,6 +41,7 @@ class TrainConfig:
     critic_lr: float = 1e-3
     disc_lr: float = 3e-4
     lr_decay_at: int = 5000             # episode from which the learning rates are 10x lower
+    dense_samples: int = 16             # actor = "dense": candidate strokes scored per replayed state
     noise: float = 0.0                  # Gaussian exploration noise on actions (the reference uses 0)
     crop_scale: float = 0.7             # random crops cover at least this fraction of a side
     checkpoint_every: int = 50          # episodes

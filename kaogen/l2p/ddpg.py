@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 from kaogen.l2p.config import TrainConfig
 from kaogen.l2p.distance import pyramid_distance
-from kaogen.l2p.networks import Actor, Critic, Discriminator, coord_planes
+from kaogen.errors import KaogenError
+from kaogen.l2p.networks import Critic, Discriminator, coord_planes, make_actor
 from kaogen.l2p.stroke_model import StrokeModel
 
 
@@ -52,8 +53,10 @@ class DDPG(torch.nn.Module):
         super().__init__()
         a = cfg.agent
         self.cfg, self.a = cfg, a
-        self.actor = Actor(a.strokes_per_action, a.actor_width)
         self.greedy = cfg.gamma == 0
+        if a.actor == "dense" and not self.greedy:
+            raise KaogenError('actor = "dense" trains greedily: set gamma = 0')
+        self.actor = make_actor(a.actor, a.strokes_per_action, a.actor_width)
         self.critic = None if self.greedy else Critic(a.critic_width)
         self.actor_target = None if self.greedy else copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = None if self.greedy else copy.deepcopy(self.critic).requires_grad_(False)
@@ -109,6 +112,8 @@ class DDPG(torch.nn.Module):
         c, T, step, act, after = batch["canvas"], batch["target"], batch["step"], batch["action"], batch["after"]
         d_loss = self.update_disc(after, T, g)
         critic_loss = self.update_critic(c, T, step, act, after) if self.critic is not None else 0.0
+        if self.a.actor == "dense":
+            return self.update_dense(c, T, step, g, d_loss)
         # actor: through the stroke model into the critic and the reward
         new_act = self.actor(actor_input(c, T, step, self.a.steps))
         q, r = self.q(self.critic, c, T, step, new_act)
@@ -119,6 +124,30 @@ class DDPG(torch.nn.Module):
         if self.critic is not None:
             self.soft_update()
         return Losses(critic_loss, actor_loss.item(), d_loss, r.mean().item())
+
+    def update_dense(self, c, T, step, g: torch.Generator, d_loss: float) -> Losses:
+        """DenseActor: each sampled cell's stroke is painted alone on the canvas. Its stroke climbs
+        the reward's gradient through the stroke model; its score regresses onto that reward.
+
+        Half the cells are the best-scoring ones (what the agent would paint), half drawn at random
+        (so a cell whose score is too low is still tried)."""
+        B, M = c.shape[0], self.cfg.dense_samples
+        score, strokes = self.actor.dense(actor_input(c, T, step, self.a.steps))     # (B, N), (B, N, 13)
+        N = score.shape[1]
+        top = score.detach().topk(M // 2, dim=1).indices
+        rand = torch.randint(0, N, (B, M - M // 2), generator=g).to(c.device)
+        cells = torch.cat([top, rand], 1)                                         # (B, M)
+        s = strokes.gather(1, cells[..., None].expand(-1, -1, strokes.shape[-1]))  # (B, M, 13)
+        rep = lambda x: x[:, None].expand(B, M, *x.shape[1:]).reshape(B * M, *x.shape[1:])  # noqa: E731
+        after = self.model.paint(rep(c), s.reshape(B * M, 1, -1))
+        r = self.reward(rep(c), after, rep(T)).view(B, M)
+        pred = score.gather(1, cells)
+        score_loss = F.mse_loss(pred, r.detach())
+        loss = -r.mean() + score_loss
+        self.opt_actor.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_actor.step()
+        return Losses(score_loss.item(), -r.mean().item(), d_loss, r.mean().item())
 
     def update_critic(self, c, T, step, act, after) -> float:
         """One TD step of V on a replayed transition (canvas c, action act -> canvas after)."""

@@ -82,6 +82,77 @@ class Actor(nn.Module):
         return torch.sigmoid(self.net(obs)).view(-1, self.k, NUM_FIELDS)
 
 
+class DenseActor(nn.Module):
+    """obs (B, 9, S, S) -> strokes (B, K, 13) in [0, 1], chosen from a dense map of candidate strokes.
+
+    A fully convolutional variant of the actor for the greedy agent (gamma = 0). Its ResNet-18-like
+    backbone keeps the stride-4 features and adds the deeper stages' features upsampled to them
+    (a small feature pyramid), so every cell of the G x G grid (G = S / 4) sees its surroundings and
+    the whole picture. Each cell proposes one stroke anchored at the cell's centre (control points
+    within `reach` canvas units of it) and a score, the reward that stroke alone is predicted to earn.
+    An action is the K best-scoring cells, no two within `spacing` cells of each other.
+
+        dense(obs) -> scores (B, G*G), strokes (B, G*G, 13)      cells in row-major order
+    """
+
+    def __init__(self, strokes_per_action: int = 5, width: int = 64, reach: float = 0.25, spacing: int = 2):
+        super().__init__()
+        self.k, self.reach, self.spacing = strokes_per_action, reach, spacing
+        w = [width, 2 * width, 4 * width, 8 * width]
+        self.stem = nn.Sequential(nn.Conv2d(9, w[0], 3, 2, 1, bias=False), _norm(w[0], True), nn.ReLU())
+        stages, c = [], w[0]
+        for ch in w:
+            stages.append(nn.Sequential(BasicBlock(c, ch, 1 if ch == w[0] else 2, True), BasicBlock(ch, ch, 1, True)))
+            c = ch
+        self.stages = nn.ModuleList(stages)
+        self.lateral = nn.ModuleList(nn.Conv2d(ch, w[1], 1) for ch in w)
+        self.head = nn.Sequential(nn.Conv2d(w[1] + 2, w[1], 3, 1, 1), nn.ReLU(), nn.Conv2d(w[1], 1 + NUM_FIELDS, 1))
+
+    def dense(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.max_pool2d(self.stem(obs), 2)                     # stride 4
+        feats = []
+        for stage in self.stages:
+            h = stage(h)
+            feats.append(h)
+        G = feats[0].shape[-1]
+        f = sum(F.interpolate(lat(x), size=(G, G), mode="bilinear", align_corners=False) if x.shape[-1] != G else lat(x)
+                for lat, x in zip(self.lateral, feats))
+        B = obs.shape[0]
+        centre = coord_planes(B, G, obs.device, obs.dtype)      # (B, 2, G, G): x, y of cell centres
+        out = self.head(torch.cat([F.relu(f), centre], 1))
+        score, raw = out[:, 0].flatten(1), out[:, 1:]
+        xy = (centre.repeat(1, 3, 1, 1) + self.reach * torch.tanh(raw[:, :6])).clamp(0, 1)   # 3 points, x y each
+        strokes = torch.cat([xy, torch.sigmoid(raw[:, 6:])], 1)
+        return score, strokes.flatten(2).transpose(1, 2)
+
+    def choose(self, score: torch.Tensor, G: int) -> torch.Tensor:
+        """(B, G*G) scores -> (B, K) cell indices: greedy picks, each suppressing its neighbours."""
+        s = score.detach()
+        idx = torch.arange(G * G, device=s.device)
+        row, col = idx // G, idx % G
+        taken = torch.zeros_like(s, dtype=torch.bool)
+        picks = []
+        for _ in range(self.k):
+            taken = taken & ~taken.all(1, keepdim=True)       # a small grid all taken: start afresh
+            i = s.masked_fill(taken, float("-inf")).argmax(1)
+            picks.append(i)
+            taken = taken | (((row[None] - row[i][:, None]).abs() <= self.spacing)
+                             & ((col[None] - col[i][:, None]).abs() <= self.spacing))
+        return torch.stack(picks, 1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        score, strokes = self.dense(obs)
+        G = int(round(score.shape[1] ** 0.5))
+        # the best-scoring stroke is laid last, on top
+        pick = self.choose(score, G).flip(1)
+        return strokes.gather(1, pick[..., None].expand(-1, -1, NUM_FIELDS))
+
+
+def make_actor(kind: str, strokes_per_action: int, width: int) -> nn.Module:
+    """The actor of an AgentConfig: "resnet" (the paper's) or "dense" (DenseActor)."""
+    return DenseActor(strokes_per_action, width) if kind == "dense" else Actor(strokes_per_action, width)
+
+
 class Critic(nn.Module):
     """(B, 12, S, S) -> value (B,). No normalisation (as the reference's critic)."""
 
