@@ -23,6 +23,7 @@ from kaogen.l2p.stroke_model import StrokeModel, paint_exact
 from kaogen.l2p.train import Trainer
 from kaogen.metrics import mosaic, psnr, ssim
 from kaogen.render import random_strokes
+from kaogen.render.rasterize import rasterize
 from kaogen.render.painting import Painting
 
 TINY = dict(canvas=16, steps=3, strokes_per_action=2, actor_width=8, critic_width=8, reward="l2")
@@ -127,11 +128,13 @@ def test_greedy_agent_has_no_critic_and_resumes_exactly(tmp_path, actor):
         assert torch.equal(p, q), n
 
 
-def test_dense_actor_lays_its_best_spread_out_cells():
-    """An action is the best cell, then the best cell not within `spacing` of those already picked,
-    ...; each cell's stroke is anchored within `reach` of the cell's centre; laid best last."""
+def test_dense_actor_lays_its_best_cells_whose_strokes_do_not_touch():
+    """An action is the best cell, then the best cell whose stroke touches none already picked, ...;
+    each cell's stroke is anchored within `reach` of the cell's centre; the best is laid last."""
     torch.manual_seed(0)
-    a = DenseActor(5, 8).eval()
+    a = DenseActor(3, 8).eval()
+    with torch.no_grad():                                   # thinner strokes than at initialisation
+        a.head[-1].bias[1 + 6:1 + 8] -= 1.0
     obs = torch.rand(3, 9, 32, 32)
     score, strokes = a.dense(obs)
     G = 8                                                                  # 32 px / 4
@@ -141,16 +144,20 @@ def test_dense_actor_lays_its_best_spread_out_cells():
     for k in range(3):                                                     # the three control points
         assert (strokes[..., 2 * k:2 * k + 2] - centre).abs().max() <= a.reach + 1e-6
     act = a(obs)
-    assert act.shape == (3, 5, 13)
+    assert act.shape == (3, 3, 13)
+    alpha = rasterize(strokes.detach().reshape(-1, 13), 64, 64).view(3 * G * G, 1, 64, 64)
+    grown = torch.nn.functional.max_pool2d(alpha, 3, 1, 1).view(3, G * G, -1)    # 1 px wider
+    alpha = alpha.view(3, G * G, -1)
     for b in range(3):
-        picks = [int((strokes[b] == act[b, j]).all(1).nonzero()[0]) for j in range(5)][::-1]   # best first
-        free = torch.ones(G * G, dtype=torch.bool)
-        for i in picks:
-            assert free[i] and score[b, i] == score[b][free].max()
-            r, c = divmod(i, G)
-            for j in range(G * G):
-                if abs(j // G - r) <= a.spacing and abs(j % G - c) <= a.spacing:
-                    free[j] = False
+        picks = [int((strokes[b] == act[b, j]).all(1).nonzero()[0]) for j in range(3)][::-1]   # best first
+        for n, i in enumerate(picks):
+            for j in picks[:n]:
+                assert (alpha[b, i] * alpha[b, j]).sum() < 0.5                 # exact strokes, overlap in px
+            better = score[b] > score[b, i]
+            if n == 0:
+                assert not better.any()
+            else:   # every better cell's stroke touches a stroke picked before
+                assert ((grown[b][better] @ grown[b, picks[:n]].T) > 0).any(1).all()
     torch.testing.assert_close(a(obs)[1:2], a(obs[1:2]), atol=1e-5, rtol=0)
 
 

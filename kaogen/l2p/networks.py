@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kaogen.render.strokes import NUM_FIELDS
+from kaogen.render.strokes import NUM_FIELDS, spine
 
 
 def coord_planes(B: int, S: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -90,14 +90,14 @@ class DenseActor(nn.Module):
     (a small feature pyramid), so every cell of the G x G grid (G = S / 4) sees its surroundings and
     the whole picture. Each cell proposes one stroke anchored at the cell's centre (control points
     within `reach` canvas units of it) and a score, the reward that stroke alone is predicted to earn.
-    An action is the K best-scoring cells, no two within `spacing` cells of each other.
+    An action is the K best-scoring cells whose strokes do not touch one another.
 
         dense(obs) -> scores (B, G*G), strokes (B, G*G, 13)      cells in row-major order
     """
 
-    def __init__(self, strokes_per_action: int = 5, width: int = 64, reach: float = 0.25, spacing: int = 2):
+    def __init__(self, strokes_per_action: int = 5, width: int = 64, reach: float = 0.25):
         super().__init__()
-        self.k, self.reach, self.spacing = strokes_per_action, reach, spacing
+        self.k, self.reach = strokes_per_action, reach
         w = [width, 2 * width, 4 * width, 8 * width]
         self.stem = nn.Sequential(nn.Conv2d(9, w[0], 3, 2, 1, bias=False), _norm(w[0], True), nn.ReLU())
         stages, c = [], w[0]
@@ -125,26 +125,27 @@ class DenseActor(nn.Module):
         strokes = torch.cat([xy, torch.sigmoid(raw[:, 6:])], 1)
         return score, strokes.flatten(2).transpose(1, 2)
 
-    def choose(self, score: torch.Tensor, G: int) -> torch.Tensor:
-        """(B, G*G) scores -> (B, K) cell indices: greedy picks, each suppressing its neighbours."""
+    def choose(self, score: torch.Tensor, strokes: torch.Tensor) -> torch.Tensor:
+        """scores (B, N), strokes (B, N, 13) -> (B, K) cell indices: the best cell, then the best cell
+        whose stroke does not touch those already picked, ... (so each stroke earns what it was
+        scored for, painted alone). Where every stroke touches a pick, the picks start afresh."""
         s = score.detach()
-        idx = torch.arange(G * G, device=s.device)
-        row, col = idx // G, idx % G
+        xy, r = spine(strokes.detach())                                   # (B, N, n, 2), (B, N, n)
         taken = torch.zeros_like(s, dtype=torch.bool)
+        rows = torch.arange(len(s), device=s.device)
         picks = []
         for _ in range(self.k):
-            taken = taken & ~taken.all(1, keepdim=True)       # a small grid all taken: start afresh
+            taken = taken & ~taken.all(1, keepdim=True)
             i = s.masked_fill(taken, float("-inf")).argmax(1)
             picks.append(i)
-            taken = taken | (((row[None] - row[i][:, None]).abs() <= self.spacing)
-                             & ((col[None] - col[i][:, None]).abs() <= self.spacing))
+            gap = torch.cdist(xy.flatten(0, 1), xy[rows, i].repeat_interleave(xy.shape[1], 0)).view(*r.shape, -1)
+            touch = (gap < r[..., :, None] + r[rows, i][:, None, None, :]).flatten(2).any(2)   # (B, N)
+            taken = taken | touch
         return torch.stack(picks, 1)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         score, strokes = self.dense(obs)
-        G = int(round(score.shape[1] ** 0.5))
-        # the best-scoring stroke is laid last, on top
-        pick = self.choose(score, G).flip(1)
+        pick = self.choose(score, strokes).flip(1)               # the best-scoring stroke is laid last
         return strokes.gather(1, pick[..., None].expand(-1, -1, NUM_FIELDS))
 
 

@@ -57,6 +57,16 @@ def color(s: torch.Tensor) -> torch.Tensor:
     return s[..., INDEX["r"]:INDEX["b"] + 1]
 
 
+def spine(s: torch.Tensor, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """n points along the curve, t = 0 .. 1, and the radius there: (..., n, 2) canvas units, (..., n)."""
+    p0, p1, p2 = points(s)
+    t = torch.linspace(0, 1, n, device=s.device, dtype=s.dtype)[:, None]
+    u = 1 - t
+    xy = u ** 2 * p0[..., None, :] + 2 * t * u * p1[..., None, :] + t ** 2 * p2[..., None, :]
+    r = radius(s)
+    return xy, r[..., :1] * u[:, 0] + r[..., 1:] * t[:, 0]
+
+
 def make_strokes(**fields: torch.Tensor | float) -> torch.Tensor:
     """Build strokes from named fields (tensors broadcast together): make_strokes(x0=..., ..., b=...)."""
     missing = [f for f in FIELDS if f not in fields]
