@@ -49,6 +49,21 @@ def make_images(folder: Path, n: int = 6) -> Path:
     return folder
 
 
+def train_straight_and_resumed(tmp_path: Path, cfg, seed: int) -> None:
+    """Train cfg() (4 episodes) in one go into tmp_path/a, and as 2 episodes, then resumed, into
+    tmp_path/b; the actors must be equal bit for bit."""
+    data = make_images(tmp_path / "imgs")
+    straight = Trainer(cfg(), [str(data)], tmp_path / "a", seed=seed)
+    straight.train(progress=False)
+    first = Trainer(cfg(episodes=2), [str(data)], tmp_path / "b", seed=seed)
+    first.train(progress=False)
+    second = Trainer(cfg(), [str(data)], tmp_path / "b", seed=seed)
+    assert second.resume() and second.episode == 2
+    second.train(progress=False)
+    for (n, p), (_, q) in zip(straight.ddpg.state()["actor"].items(), second.ddpg.state()["actor"].items()):
+        assert torch.equal(p, q), n
+
+
 @pytest.fixture
 def agent_file(tmp_path) -> Path:
     torch.manual_seed(0)
@@ -115,17 +130,7 @@ def test_greedy_agent_has_no_critic_and_resumes_exactly(tmp_path, actor):
     """gamma = 0 builds no critic or target networks, and its training state still resumes bit for bit."""
     ddpg = DDPG(tiny_cfg(gamma=0.0, agent={"actor": actor}))
     assert ddpg.critic is None and ddpg.actor_target is None and set(ddpg.state()) == {"actor", "opt_actor"}
-    data = make_images(tmp_path / "imgs")
-    cfg = lambda **over: tiny_cfg(gamma=0.0, agent={"actor": actor}, **over)  # noqa: E731
-    straight = Trainer(cfg(), [str(data)], tmp_path / "a", seed=1)
-    straight.train(progress=False)
-    first = Trainer(cfg(episodes=2), [str(data)], tmp_path / "b", seed=1)
-    first.train(progress=False)
-    second = Trainer(cfg(), [str(data)], tmp_path / "b", seed=1)
-    assert second.resume() and second.episode == 2
-    second.train(progress=False)
-    for (n, p), (_, q) in zip(straight.ddpg.state()["actor"].items(), second.ddpg.state()["actor"].items()):
-        assert torch.equal(p, q), n
+    train_straight_and_resumed(tmp_path, lambda **over: tiny_cfg(gamma=0.0, agent={"actor": actor}, **over), seed=1)
 
 
 def test_dense_actor_lays_its_best_cells_whose_strokes_do_not_touch():
@@ -264,16 +269,7 @@ def test_replay_round_trip_and_ring():
 
 
 def test_training_resumes_exactly(tmp_path):
-    data = make_images(tmp_path / "imgs")
-    straight = Trainer(tiny_cfg(), [str(data)], tmp_path / "a", seed=3)
-    straight.train(progress=False)
-    first = Trainer(tiny_cfg(episodes=2), [str(data)], tmp_path / "b", seed=3)
-    first.train(progress=False)
-    second = Trainer(tiny_cfg(), [str(data)], tmp_path / "b", seed=3)
-    assert second.resume() and second.episode == 2
-    second.train(progress=False)
-    for (n, p), (_, q) in zip(straight.ddpg.state()["actor"].items(), second.ddpg.state()["actor"].items()):
-        assert torch.equal(p, q), n
+    train_straight_and_resumed(tmp_path, tiny_cfg, seed=3)
     a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert len(a) == len(b) == 4

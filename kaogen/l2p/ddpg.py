@@ -15,6 +15,9 @@ are built, and the actor follows the exact gradient of the reward through the st
 greedy model-based agent: each action paints what most lowers the distance now). An episode then
 costs 2-3 s instead of 5-10 s on a 2-core CPU; in 400 episodes it reached the same quality as the
 DDPG agent did in 300 (configs/l2p/greedy.toml).
+
+With the dense actor (networks.DenseActor, gamma = 0 only) the update scores single strokes instead:
+see `update_dense`.
 """
 
 from __future__ import annotations
