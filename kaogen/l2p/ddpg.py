@@ -150,6 +150,7 @@ class DDPG(torch.nn.Module):
         self.opt_actor.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_actor.step()
+        # the score head is this agent's critic (a value per cell): its error is logged as "critic"
         return Losses(score_loss.item(), -r.mean().item(), d_loss, r.mean().item())
 
     def update_critic(self, c, T, step, act, after) -> float:

@@ -24,16 +24,16 @@ def stroke_outline(s: torch.Tensor, H: int, W: int, samples: int = 24) -> str:
     """SVG path data of one stroke's outline (s: (13,))."""
     t = torch.linspace(0, 1, samples, dtype=torch.float64)
     s = s.double()
-    p0, p1, p2 = (p * torch.tensor([W, H], dtype=torch.float64) for p in S.points(s))
-    pts = (1 - t)[:, None] ** 2 * p0 + (2 * (1 - t) * t)[:, None] * p1 + (t ** 2)[:, None] * p2   # (T, 2)
+    scale = torch.tensor([W, H], dtype=torch.float64)
+    p0, p1, p2 = (p * scale for p in S.points(s))
+    pts, r = S.spine(s, samples)                                    # (T, 2), (T,) canvas units
+    pts, r = pts * scale, r * min(H, W)
     tan = 2 * (1 - t)[:, None] * (p1 - p0) + 2 * t[:, None] * (p2 - p1)
     chord = p2 - p0
     fallback = chord if float(chord.norm()) > 1e-9 else torch.tensor([1.0, 0.0], dtype=torch.float64)
     tan = torch.where(tan.norm(dim=1, keepdim=True) > 1e-9, tan, fallback)
     tan = tan / tan.norm(dim=1, keepdim=True)
     normal = torch.stack([-tan[:, 1], tan[:, 0]], 1)
-    rad = S.radius(s) * min(H, W)
-    r = rad[0] + (rad[1] - rad[0]) * t
     left = pts + normal * r[:, None]
     right = pts - normal * r[:, None]
     f = lambda p: f"{float(p[0]):.2f},{float(p[1]):.2f}"  # noqa: E731
