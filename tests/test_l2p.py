@@ -60,8 +60,10 @@ def train_straight_and_resumed(tmp_path: Path, cfg, seed: int) -> None:
     second = Trainer(cfg(), [str(data)], tmp_path / "b", seed=seed)
     assert second.resume() and second.episode == 2
     second.train(progress=False)
-    for (n, p), (_, q) in zip(straight.ddpg.state()["actor"].items(), second.ddpg.state()["actor"].items()):
-        assert torch.equal(p, q), n
+    for net in ("actor", "actor_ema"):
+        if net in straight.ddpg.state():
+            for (n, p), (_, q) in zip(straight.ddpg.state()[net].items(), second.ddpg.state()[net].items()):
+                assert torch.equal(p, q), (net, n)
 
 
 @pytest.fixture
@@ -125,12 +127,42 @@ def test_model_based_actor_update_improves_the_reward():
     assert reward() > before + 5.0     # reward_scale 100: 0.05 of MSE
 
 
-@pytest.mark.parametrize("actor", ["resnet", "dense"])
-def test_greedy_agent_has_no_critic_and_resumes_exactly(tmp_path, actor):
-    """gamma = 0 builds no critic or target networks, and its training state still resumes bit for bit."""
-    ddpg = DDPG(tiny_cfg(gamma=0.0, agent={"actor": actor}))
-    assert ddpg.critic is None and ddpg.actor_target is None and set(ddpg.state()) == {"actor", "opt_actor"}
-    train_straight_and_resumed(tmp_path, lambda **over: tiny_cfg(gamma=0.0, agent={"actor": actor}, **over), seed=1)
+@pytest.mark.parametrize("actor, ema", [("resnet", 0.0), ("dense", 0.0), ("dense", 0.9)])
+def test_greedy_agent_has_no_critic_and_resumes_exactly(tmp_path, actor, ema):
+    """gamma = 0 builds no critic or target networks, and its training state (the weights' moving
+    average included) still resumes bit for bit."""
+    ddpg = DDPG(tiny_cfg(gamma=0.0, ema=ema, agent={"actor": actor}))
+    assert ddpg.critic is None and ddpg.actor_target is None
+    assert set(ddpg.state()) == {"actor", "opt_actor"} | ({"actor_ema"} if ema else set())
+    train_straight_and_resumed(tmp_path, lambda **over: tiny_cfg(gamma=0.0, ema=ema, agent={"actor": actor}, **over),
+                               seed=1)
+
+
+def test_ema_policy_is_the_moving_average_of_the_actors_weights(tmp_path):
+    """ema = 0.5: after updates giving weights w1, w2 from w0, the policy is w0/4 + w1/4 + w2/2; the
+    saved agent is the policy; a state saved without an average starts it from its actor."""
+    torch.manual_seed(0)
+    ddpg = DDPG(tiny_cfg(gamma=0.0, ema=0.5, actor_lr=1e-2, agent={"actor": "dense"}))
+    g = torch.Generator().manual_seed(0)
+    canvas, target = torch.ones(4, 3, 16, 16), torch.rand(4, 3, 16, 16, generator=g)
+    batch = {"canvas": canvas, "target": target, "step": torch.zeros(4, dtype=torch.long),
+             "action": torch.rand(4, 2, 13, generator=g), "after": canvas}
+    w = [{k: v.clone() for k, v in ddpg.actor.state_dict().items()}]
+    for _ in range(2):
+        ddpg.update(batch, g)
+        w.append({k: v.clone() for k, v in ddpg.actor.state_dict().items()})
+    assert ddpg.policy is ddpg.actor_ema
+    moved = 0
+    for k, v in ddpg.actor_ema.state_dict().items():
+        torch.testing.assert_close(v, w[0][k] / 4 + w[1][k] / 4 + w[2][k] / 2, rtol=1e-5, atol=1e-6)
+        moved += not torch.equal(v, w[2][k])
+    assert moved > 10          # the average is not the last iterate
+    Agent(ddpg.cfg.agent, ddpg.policy).save(tmp_path / "a.pt")
+    loaded = Agent.load(tmp_path / "a.pt").actor.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in ddpg.actor_ema.state_dict().items())
+    plain = DDPG(tiny_cfg(gamma=0.0, agent={"actor": "dense"}))
+    ddpg.load_state(plain.state())
+    assert all(torch.equal(ddpg.actor_ema.state_dict()[k], v) for k, v in plain.actor.state_dict().items())
 
 
 def test_dense_actor_lays_its_best_cells_whose_strokes_do_not_touch():
@@ -416,6 +448,16 @@ def test_train_cli_config_and_resume(tmp_path):
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     assert __import__("json").loads((run / "config.json").read_text())["data"] == [str(data.resolve())]   # resumable anywhere
     assert Agent.load(run / "agent.pt").cfg.canvas == 16
+    # --config on resume: new training settings (here a moving average), but not a new agent
+    text = cfg.read_text().replace("episodes = 1\n", "episodes = 3\nema = 0.9\n")
+    cfg.write_text(text)
+    r = runner.invoke(cli, ["train-l2p", "--resume", str(run), "--config", str(cfg), "--no-progress"])
+    assert r.exit_code == 0 and "episode 2" in r.output, r.output
+    assert __import__("json").loads((run / "config.json").read_text())["config"]["ema"] == 0.9
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    cfg.write_text(text.replace("canvas = 16", "canvas = 32"))
+    r = runner.invoke(cli, ["train-l2p", "--resume", str(run), "--config", str(cfg), "--no-progress"])
+    assert r.exit_code == 1 and "different agent" in r.output and len(r.output.strip().splitlines()) == 1, r.output
     cfg.write_text("episodes = 1\nbogus = 3\n")
     r = runner.invoke(cli, ["train-l2p", "--config", str(cfg), "--data", str(data), "--outdir", str(tmp_path / "runs")])
     assert r.exit_code == 1 and "bogus" in r.output

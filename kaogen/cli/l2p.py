@@ -13,7 +13,8 @@ from kaogen.cli.common import device_option, seed_option
 @click.option("--outdir", default="runs", show_default=True, type=click.Path(file_okay=False),
               help="Parent of the numbered run folder.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="TOML TrainConfig (see configs/l2p/).")
+              help="TOML TrainConfig (see configs/l2p/). With --resume: new training settings (schedule, "
+                   "ema, ...) for the rest of the run; its [agent] must be the run's.")
 @click.option("--resume", type=click.Path(file_okay=False), default=None,
               help="Run folder to continue (exactly where its last state left off).")
 @click.option("--episodes", type=int, default=None, help="Train until this many episodes in total.")
@@ -41,6 +42,12 @@ def train_l2p(data, outdir, config_path, resume, episodes, split, holdout_every,
         run = find_run(resume)
         saved = json.loads((run / "config.json").read_text())
         cfg = from_dict(TrainConfig, {**saved["config"], **({"episodes": episodes} if episodes else {})})
+        if config_path:
+            new = load_config(TrainConfig, config_path, episodes=episodes)
+            if new.agent != cfg.agent:
+                raise KaogenError(f"{config_path} describes a different agent from the one {run} trains; "
+                                  "only training settings can change on --resume")
+            cfg = new
         data = data or saved["data"]        # --data on resume: the data moved
         split, holdout_every, seed = saved["split"], saved["holdout_every"], saved["seed"]
     else:

@@ -41,6 +41,7 @@ class TrainConfig:
     critic_lr: float = 1e-3
     disc_lr: float = 3e-4
     lr_decay_at: int = 5000             # episode from which the learning rates are 10x lower
+    ema: float = 0.0                    # > 0: the saved agent is this moving average of the actor's weights (decay per update)
     dense_samples: int = 16             # actor = "dense": candidate strokes scored per replayed state
     noise: float = 0.0                  # Gaussian exploration noise on actions (the reference uses 0)
     crop_scale: float = 0.7             # random crops cover at least this fraction of a side

@@ -60,6 +60,9 @@ class DDPG(torch.nn.Module):
         if a.actor == "dense" and not self.greedy:
             raise KaogenError('actor = "dense" trains greedily: set gamma = 0')
         self.actor = make_actor(a.actor, a.strokes_per_action, a.actor_width)
+        # the actor's weights move a lot from update to update (a step's 32 states are a small sample of
+        # what the agent meets); their moving average paints better than any single iterate
+        self.actor_ema = copy.deepcopy(self.actor).requires_grad_(False) if cfg.ema > 0 else None
         self.critic = None if self.greedy else Critic(a.critic_width)
         self.actor_target = None if self.greedy else copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = None if self.greedy else copy.deepcopy(self.critic).requires_grad_(False)
@@ -124,6 +127,7 @@ class DDPG(torch.nn.Module):
         self.opt_actor.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.opt_actor.step()
+        self.update_ema()
         if self.critic is not None:
             self.soft_update()
         return Losses(critic_loss, actor_loss.item(), d_loss, r.mean().item())
@@ -150,6 +154,7 @@ class DDPG(torch.nn.Module):
         self.opt_actor.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_actor.step()
+        self.update_ema()
         # the score head is this agent's critic (a value per cell): its error is logged as "critic"
         return Losses(score_loss.item(), -r.mean().item(), d_loss, r.mean().item())
 
@@ -181,6 +186,20 @@ class DDPG(torch.nn.Module):
             for bt, bs in zip(tgt.buffers(), src.buffers()):
                 bt.copy_(bs)
 
+    @property
+    def policy(self) -> torch.nn.Module:
+        """The actor that is saved and shown: the weights' moving average when `ema` > 0."""
+        return self.actor_ema if self.actor_ema is not None else self.actor
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.actor_ema is None:
+            return
+        for pe, p in zip(self.actor_ema.parameters(), self.actor.parameters()):
+            pe.lerp_(p, 1 - self.cfg.ema)
+        for be, b in zip(self.actor_ema.buffers(), self.actor.buffers()):
+            be.copy_(b)
+
     def set_lr(self, factor: float) -> None:
         for opt, base in ((self.opt_actor, self.cfg.actor_lr), (self.opt_critic, self.cfg.critic_lr),
                           (self.opt_disc, self.cfg.disc_lr)):
@@ -190,13 +209,16 @@ class DDPG(torch.nn.Module):
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
-        names = ("actor", "critic", "actor_target", "critic_target", "disc", "opt_actor", "opt_critic", "opt_disc")
+        names = ("actor", "actor_ema", "critic", "actor_target", "critic_target", "disc", "opt_actor", "opt_critic",
+                 "opt_disc")
         return {n: getattr(self, n).state_dict() for n in names if getattr(self, n) is not None}
 
     def load_state(self, d: dict) -> None:
         for name in ("actor", "critic", "actor_target", "critic_target", "disc"):
             if getattr(self, name) is not None:
                 getattr(self, name).load_state_dict(d[name])
+        if self.actor_ema is not None:      # a state saved before `ema` was switched on: average from here
+            self.actor_ema.load_state_dict(d.get("actor_ema", d["actor"]))
         for name in ("opt_actor", "opt_critic", "opt_disc"):
             if getattr(self, name) is not None:
                 getattr(self, name).load_state_dict(d[name])

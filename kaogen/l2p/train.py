@@ -82,7 +82,7 @@ class Trainer:
         state = {"ddpg": self.ddpg.state(), "gens": {k: g.get_state() for k, g in self.gens.items()}}
         save_checkpoint(self.run / f"train-{e:06d}.pt",
                         Checkpoint(STATE_KIND, asdict(self.cfg), state, {"episode": e, "env_steps": self.env_steps}))
-        Agent(self.cfg.agent, self.ddpg.actor).save(self.run / "agent.pt", {"episode": e, "env_steps": self.env_steps})
+        Agent(self.cfg.agent, self.ddpg.policy).save(self.run / "agent.pt", {"episode": e, "env_steps": self.env_steps})
         self.ddpg.actor.train()
         for old in sorted(self.run.glob("train-*.pt"))[: -self.cfg.keep]:
             old.unlink()
@@ -165,7 +165,7 @@ class Trainer:
         a = self.cfg.agent
         target = self.fixed.to(self.device)
         self.ddpg.actor.eval()
-        _, canvas = run_agent(Agent(a, self.ddpg.actor), target, torch.full_like(target, a.background), a.steps)
+        _, canvas = run_agent(Agent(a, self.ddpg.policy), target, torch.full_like(target, a.background), a.steps)
         self.ddpg.actor.train()
         grid = torch.cat([torch.cat(list(target), 2), torch.cat(list(canvas), 2)], 1)   # targets over paintings
         save_image(self.run / "samples" / f"episode-{self.episode:06d}.png", grid)
