@@ -337,6 +337,8 @@ def test_paint_counts_shapes_and_provenance(agent_file):
     alone = paint(agent, imgs[1:], PaintOptions(divide=2))[0]
     torch.testing.assert_close(alone.strokes[:4], out[1].strokes[:4], atol=1e-4, rtol=0)
     assert (alone.render(64) - out[1].render(64)).abs().mean() < 0.01
+    planned = paint(agent, imgs, PaintOptions(plan=2))
+    assert [len(p) for p in planned] == [6, 6] and planned[0].provenance["plan"] == 2
 
 
 def test_refine_never_worse_and_improves():
@@ -349,6 +351,27 @@ def test_refine_never_worse_and_improves():
     out = refine_strokes(s, target, steps=60, lr=0.05)
     assert err(out) < 0.5 * err(s)
     assert err(refine_strokes(s, target, steps=0)) == err(s)
+
+
+def test_planning_an_action_gains_more_and_never_less():
+    """Each image's planned action gains at least what the proposed one does under the exact rasteriser,
+    strictly more for most, and the canvas returned is the planned action painted."""
+    from kaogen.l2p.distance import pyramid_distance
+    from kaogen.l2p.plan import plan_action
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(8, 3, 1, 1, generator=g).expand(8, 3, 32, 32).clone()
+    target[:, :, 8:24, 8:24] = torch.rand(8, 3, 1, 1, generator=g)
+    canvas = torch.ones(8, 3, 32, 32)
+    a = random_strokes(8 * 3, g, max_radius=0.3).view(8, 3, 13)
+    model = StrokeModel(AgentConfig(canvas=32))
+    planned, after = plan_action(model, canvas, target, a, steps=10)
+    assert planned.shape == a.shape and planned.min() >= 0 and planned.max() <= 1
+    torch.testing.assert_close(after, paint_exact(canvas, planned))
+    d_plan, d_prop = (pyramid_distance(paint_exact(canvas, x), target, 4) for x in (planned, a))
+    assert (d_plan <= d_prop).all() and (d_plan < 0.9 * d_prop).sum() >= 6
+    same, _ = plan_action(model, canvas, target, a, steps=0)
+    assert torch.equal(same, a)
 
 
 def test_visible_area_counts_only_what_the_strokes_above_leave_showing():

@@ -28,6 +28,8 @@ from kaogen.cli.common import common_options, force_option, refuse_overwrite
               help="ist: also write the canvas every few optimisation steps as a .gif/.mp4.")
 @click.option("--divide", type=click.IntRange(1, 16), default=1, show_default=True,
               help="After the whole image, paint a K x K grid of patches for detail.")
+@click.option("--plan", type=click.IntRange(0, 1000), default=0, show_default=True,
+              help="l2p: gradient steps on each action's strokes before they are laid (cheap; never worse).")
 @click.option("--refine", type=click.IntRange(0, 100000), default=0, show_default=True,
               help="Gradient steps on all strokes through the differentiable rasteriser.")
 @click.option("--keep-layout", is_flag=True, default=False,
@@ -44,8 +46,8 @@ from kaogen.cli.common import common_options, force_option, refuse_overwrite
 @click.option("--batch", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Images painted together when IMAGE is a folder.")
 @force_option
-def paint(image, out, method, checkpoint, steps, brush, strokes, loss, optimisation_video, divide, refine, keep_layout, size,
-          save_strokes, side_by_side, fps, hold, strokes_per_frame, fmt, batch, force, device, seed):
+def paint(image, out, method, checkpoint, steps, brush, strokes, loss, optimisation_video, divide, plan, refine, keep_layout,
+          size, save_strokes, side_by_side, fps, hold, strokes_per_frame, fmt, batch, force, device, seed):
     """Paint IMAGE (any picture; or a folder of them) stroke by stroke and export the painting sequence."""
     from pathlib import Path
 
@@ -88,8 +90,8 @@ def paint(image, out, method, checkpoint, steps, brush, strokes, loss, optimisat
         from kaogen.ist.painter import NeuralPainter, shipped_painter
         from kaogen.ist.transfer import ISTOptions, transfer
 
-        if divide != 1 or refine:
-            raise KaogenError("--divide and --refine belong to --method l2p")
+        if divide != 1 or refine or plan:
+            raise KaogenError("--divide, --plan and --refine belong to --method l2p")
         if optimisation_video and len(inputs) > 1:
             raise KaogenError("--optimisation-video takes one IMAGE, not a folder")
         painter = NeuralPainter.load(checkpoint, dev) if checkpoint else shipped_painter(brush, dev)
@@ -107,7 +109,7 @@ def paint(image, out, method, checkpoint, steps, brush, strokes, loss, optimisat
                 click.echo(f"wrote {optimisation_video} ({len(frames)} frames of the optimisation)")
         return
     agent = Agent.load(checkpoint, device=dev)
-    opts = PaintOptions(steps=steps, divide=divide, refine=refine, refine_relocate=not keep_layout)
+    opts = PaintOptions(steps=steps, divide=divide, plan=plan, refine=refine, refine_relocate=not keep_layout)
     for folder in {o.parent for o in outs} | {j.parent for j in jsons if j}:
         folder.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(images), batch):

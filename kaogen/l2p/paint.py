@@ -10,7 +10,7 @@ the image's aspect ratio (the agent paints the image stretched to a square, as t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from kaogen import __version__
 from kaogen.l2p.agent import Agent
 from kaogen.l2p.ddpg import actor_input
+from kaogen.l2p.plan import plan_action
 from kaogen.l2p.refine import refine_strokes
-from kaogen.l2p.stroke_model import paint_exact
+from kaogen.l2p.stroke_model import StrokeModel, paint_exact
 from kaogen.render import strokes as S
 from kaogen.render.painting import Painting
 
@@ -28,6 +29,7 @@ from kaogen.render.painting import Painting
 class PaintOptions:
     steps: int | None = None    # actions per pass (default: the agent's, 40 = 200 strokes)
     divide: int = 1             # K > 1: after the whole image, paint a K x K grid of patches
+    plan: int = 0               # gradient steps on each action's strokes before they are laid (plan.py)
     refine: int = 0             # gradient steps on all strokes through the soft rasteriser
     refine_size: int | None = None   # canvas px of refinement (default: 2 * S * divide, 128 for the shipped agent)
     refine_lr: float = 0.05
@@ -40,18 +42,23 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run_agent(agent: Agent, target: torch.Tensor, canvas: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+def run_agent(agent: Agent, target: torch.Tensor, canvas: torch.Tensor, steps: int,
+              plan: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Paint `steps` actions: target, canvas (B, 3, S, S) -> strokes (B, steps, K, 13), final canvas.
 
     Beyond the agent's own number of steps it starts a new pass on its canvas (the step input counts
-    from 0 again), so 400 strokes are two passes of 200.
+    from 0 again), so 400 strokes are two passes of 200. plan > 0: each action is planned (plan.py).
     """
     out = []
     B = target.shape[0]
+    model = StrokeModel(replace(agent.cfg, renderer="soft")) if plan else None   # no renderer file needed
     for t in range(steps):
         step = torch.full((B,), t % agent.cfg.steps, device=target.device)
         a = agent.actor(actor_input(canvas, target, step, agent.cfg.steps))
-        canvas = paint_exact(canvas, a)
+        if plan:
+            a, canvas = plan_action(model, canvas, target, a, plan, agent.cfg.reward_scales)
+        else:
+            canvas = paint_exact(canvas, a)
         out.append(a)
     return torch.stack(out, 1), canvas
 
@@ -80,13 +87,13 @@ def paint(agent: Agent, images: list[torch.Tensor], opts: PaintOptions | None = 
     B = len(images)
     full = torch.stack([resize(im[None].to(dev), Sz * k)[0] for im in images])        # (B, 3, kS, kS)
     blank = torch.full((B, 3, Sz, Sz), cfg.background, device=dev)
-    strokes, _ = run_agent(agent, resize(full, Sz), blank, steps)                  # (B, steps, K, 13)
+    strokes, _ = run_agent(agent, resize(full, Sz), blank, steps, opts.plan)               # (B, steps, K, 13)
     per_image = [strokes[b].reshape(-1, S.NUM_FIELDS) for b in range(B)]
     if k > 1:
         big = torch.full((B, 3, Sz * k, Sz * k), cfg.background, device=dev)
         canvas = paint_exact(big, torch.stack(per_image))                          # (B, 3, kS, kS)
         patches = lambda x: x.unfold(2, Sz, Sz).unfold(3, Sz, Sz).permute(0, 2, 3, 1, 4, 5).reshape(-1, 3, Sz, Sz)  # noqa: E731
-        ps, _ = run_agent(agent, patches(full), patches(canvas), steps)           # (B*k*k, steps, K, 13)
+        ps, _ = run_agent(agent, patches(full), patches(canvas), steps, opts.plan)      # (B*k*k, steps, K, 13)
         ps = ps.view(B, k, k, steps, -1, S.NUM_FIELDS)
         for b in range(B):
             mapped = torch.stack([torch.stack([to_full_canvas(ps[b, r, c], r, c, k) for c in range(k)]) for r in range(k)])
@@ -99,7 +106,7 @@ def paint(agent: Agent, images: list[torch.Tensor], opts: PaintOptions | None = 
     paintings = []
     for b, im in enumerate(images):
         prov = {"method": "l2p", "checkpoint": agent.source, "source": (sources or [""] * B)[b],
-                "steps": steps, "divide": k, "refine": opts.refine,
+                "steps": steps, "divide": k, "plan": opts.plan, "refine": opts.refine,
                 "relocate": bool(opts.refine and opts.refine_relocate), "kaogen": __version__}
         paintings.append(Painting(per_image[b].detach().cpu().clamp(0, 1), (cfg.background,) * 3,
                                   aspect=im.shape[2] / im.shape[1], provenance=prov))
