@@ -1,13 +1,13 @@
 """Learning to Paint benchmarks: quality on real KaoKore faces and painting speed. Prints tables.
 
-    python benchmarks/l2p.py [--checkpoint checkpoints/l2p-agent.pt] [--refine 100] [--quick]
+    python benchmarks/l2p.py [--checkpoint checkpoints/l2p-agent.pt] [--plan 10] [--refine 100] [--quick]
 
 Quality: the 30 faces of ../shared/kaokore/samples at 128^2, PSNR and SSIM of the painting (rendered
 by the exact rasteriser at 128^2) against the face, at 50 / 100 / 200 / 400 strokes, for the held-out
-faces (every 5th, never seen in training by the shipped agent) and for all 30; then 200 strokes
-with --refine (and with --refine --keep-layout); the 16 x 16 mosaic as the baseline.
+faces (every 5th, never seen in training by the shipped agent) and for all 30; 200 strokes with
+--plan; then with --refine (and with --refine --keep-layout); the 16 x 16 mosaic as the baseline.
 Speed: seconds per image beyond start-up (agent loaded, one warm-up painting), GIF included:
-128^2 with 200 strokes; --divide 4 at 512^2; and images/s batched at 128^2 (on CUDA when present).
+128^2 with 200 strokes, without and with --plan; --divide 4 at 512^2; and images/s batched at 128^2 (on CUDA when present).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--refine", type=int, default=100)
+    ap.add_argument("--plan", type=int, default=10, help="the --plan rows' gradient steps per action")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--speed-only", action="store_true", help="skip the quality table")
     args = parse(ap)
@@ -61,7 +62,7 @@ def quality_table(agent: Agent, paths: list[Path], args) -> None:
     held = torch.zeros(len(faces), dtype=torch.bool)
     held[4::5] = True
     K = agent.cfg.strokes_per_action
-    print("\n| strokes | refine | PSNR held-out | PSNR all 30 | SSIM held-out | SSIM all 30 |")
+    print("\n| strokes | plan / refine | PSNR held-out | PSNR all 30 | SSIM held-out | SSIM all 30 |")
     print("| --- | --- | --- | --- | --- | --- |")
     rows = [(n, 0) for n in ((200,) if args.quick else (50, 100, 200, 400))] + [(200, args.refine)]
     for n, refine in rows:
@@ -70,11 +71,15 @@ def quality_table(agent: Agent, paths: list[Path], args) -> None:
                 t0 = time.perf_counter()
                 p, s = quality(agent, faces[held], PaintOptions(steps=n // K, refine=refine, refine_relocate=relocate))
                 sec = (time.perf_counter() - t0) / int(held.sum())
-                what = f"{refine} ({sec:.0f} s/face)" if relocate else f"{refine}, --keep-layout ({sec:.0f} s/face)"
+                what = f"--refine {refine} ({sec:.0f} s/face)" + ("" if relocate else ", --keep-layout")
                 print(f"| {n} | {what} | {p.mean():.2f} dB | - | {s.mean():.3f} | - |")
             continue
         p, s = quality(agent, faces, PaintOptions(steps=n // K))
-        print(f"| {n} | {refine} | {p[held].mean():.2f} dB | {p.mean():.2f} dB | {s[held].mean():.3f} | {s.mean():.3f} |")
+        print(f"| {n} | - | {p[held].mean():.2f} dB | {p.mean():.2f} dB | {s[held].mean():.3f} | {s.mean():.3f} |")
+        if n == 200 and args.plan:
+            p, s = quality(agent, faces, PaintOptions(steps=n // K, plan=args.plan))
+            print(f"| {n} | --plan {args.plan} | {p[held].mean():.2f} dB | {p.mean():.2f} dB | {s[held].mean():.3f} | "
+                  f"{s.mean():.3f} |")
     m = mosaic(faces, 16)
     print(f"| 16 x 16 mosaic | - | {psnr(m, faces)[held].mean():.2f} dB | {psnr(m, faces).mean():.2f} dB | "
           f"{ssim(m, faces)[held].mean():.3f} | {ssim(m, faces).mean():.3f} |")
@@ -86,6 +91,7 @@ def speed_table(agent: Agent, paths: list[Path], args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         img = load_rgb(paths[0])
         for label, opts, size in (("128^2, 200 strokes, GIF", PaintOptions(), 128),
+                                  (f"128^2, 200 strokes, --plan {args.plan}, GIF", PaintOptions(plan=args.plan), 128),
                                   ("512^2, --divide 4, GIF", PaintOptions(divide=4), 512)):
             def job():
                 p = paint(agent, [img], opts)[0]
