@@ -292,7 +292,12 @@ def test_torchrun_two_processes_train_in_step(tmp_path):
     cfg.write_text("batch = 8\nkimg = 0.016\nsnapshot_kimg = 0.008\n[net]\nresolution = 16\nz_dim = 16\nw_dim = 16\n"
                    "mapping_layers = 1\nchannel_base = 128\nchannel_max = 16\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(["torchrun", "--nproc_per_node", "2", "--master_port", "29517", "-m", "kaogen.cli.main", "train-gan",
+    import socket
+
+    with socket.socket() as sock:          # a free port: a fixed one may be held by another program
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    r = subprocess.run(["torchrun", "--nproc_per_node", "2", "--master_port", port, "-m", "kaogen.cli.main", "train-gan",
                         "--data", str(data), "--config", str(cfg), "--outdir", str(tmp_path / "runs"), "--no-progress"],
                        capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
