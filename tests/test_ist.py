@@ -175,6 +175,7 @@ def test_paint_ist_cli(painter, tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "o.gif").is_file() and (tmp_path / "opt.gif").is_file()
     assert Painting.load(tmp_path / "p.json").aspect == pytest.approx(1.5)
-    r = CliRunner().invoke(cli, ["paint", "--method", "ist", str(img), "-o", str(tmp_path / "x.gif"), "--checkpoint", str(ck),
-                                 "--divide", "2"])
-    assert r.exit_code == 1 and "--divide" in r.output and not (tmp_path / "x.gif").exists()
+    for flag in ("--divide", "--plan", "--refine"):
+        r = CliRunner().invoke(cli, ["paint", "--method", "ist", str(img), "-o", str(tmp_path / "x.gif"), "--checkpoint",
+                                     str(ck), flag, "2"])
+        assert r.exit_code == 1 and "--plan" in r.output and not (tmp_path / "x.gif").exists(), (flag, r.output)
