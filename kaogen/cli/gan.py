@@ -30,7 +30,7 @@ def train_gan(data, outdir, config_path, resume, kimg, cond, split, progress, de
     from kaogen.errors import KaogenError
     from kaogen.gan.config import GANConfig
     from kaogen.gan.data import CLASS_NAMES, RealSampler, load_images
-    from kaogen.gan.train import GANTrainer, dist_info, setup_distributed
+    from kaogen.gan.train import GANTrainer, dist_info, setup_distributed, teardown_distributed
     from kaogen.runs import next_run_dir, record_run
 
     setup_distributed()
@@ -70,6 +70,7 @@ def train_gan(data, outdir, config_path, resume, kimg, cond, split, progress, de
         record_run(run, {"config": asdict(cfg), "data": str(Path(data).resolve()), "split": split, "seed": seed,
                          "world": world})
     trainer.train(progress)
+    teardown_distributed()
     if rank == 0:
         click.echo(f"done: {run}/generator.pt ({trainer.nimg / 1000:.2f} kimg)")
 

@@ -269,3 +269,12 @@ def setup_distributed() -> None:
         torch.distributed.init_process_group(backend)
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def teardown_distributed() -> None:
+    """Leave the process group together: every rank waits for rank 0's last writes, then the group is
+    destroyed before the interpreter exits (left to exit-time destructors, gloo sometimes aborted a
+    rank whose peer had already gone, failing the launch after a finished run)."""
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
