@@ -391,6 +391,10 @@ def test_planning_an_action_gains_more_and_never_less():
     assert (d_plan <= d_prop).all() and (d_plan < 0.9 * d_prop).sum() >= 6
     same, _ = plan_action(model, canvas, target, a, steps=0)
     assert torch.equal(same, a)
+    # steps far too long (lr 5) spoil most actions: those images keep the proposed one
+    wild, _ = plan_action(model, canvas, target, a, steps=3, lr=5.0)
+    kept = (wild == a).flatten(1).all(1)
+    assert 2 <= kept.sum() < 8 and (pyramid_distance(paint_exact(canvas, wild), target, 4) <= d_prop).all()
 
 
 def test_visible_area_counts_only_what_the_strokes_above_leave_showing():

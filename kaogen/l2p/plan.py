@@ -4,10 +4,10 @@
 
 The agent proposes an action in one forward pass; its strokes are near, not at, the best they could
 be (an amortisation gap). Planning climbs the decibels gained over a `levels`-level pyramid
-(distance.py; the reward of a `reward = "psnr"` agent such as the shipped one, whatever the
-agent's own reward), through the differentiable stroke model, from the proposed
-strokes, before they are laid. It sees only this action and the current canvas: unlike `--refine`
-(all strokes of the painting at once, after the agent), it costs a few small renders per action.
+(distance.py: the shipped agent's reward; used whatever reward an agent was trained on) through
+the differentiable stroke model, from the proposed strokes, before they are laid. It sees only
+this action and the current canvas: unlike `--refine` (all strokes of the painting at once, after
+the agent), it costs a few small renders per action.
 Each image keeps whichever of proposed and planned action gains more under the exact rasteriser,
 so planning never makes an action worse.
 
