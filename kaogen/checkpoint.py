@@ -84,8 +84,12 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint, half: bool = Fals
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, kind: str | None = None, map_location="cpu") -> Checkpoint:
-    """Load a checkpoint written by `save_checkpoint`, as data only (`weights_only=True`).
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> Checkpoint:
+    """Load a checkpoint written by `save_checkpoint`, as data only (`weights_only=True`), to the CPU.
+
+    Always to the CPU: RNG states must stay CPU byte tensors and optimiser step counters CPU
+    scalars (a `step` on the GPU makes the foreach Adam synchronise once per parameter); callers
+    move what belongs on the device (`module.load_state_dict` and `optimizer.load_state_dict` do).
 
     Raises KaogenError (one line, naming the file) for a missing, truncated, foreign or
     wrong-kind file. fp16-stored tensors are returned as float32.
@@ -96,7 +100,7 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None, map_locati
     if not path.is_file():
         raise KaogenError(f"checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle with code in it, random bytes...
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "weights_only" in str(e) or "Unsupported global" in str(e):

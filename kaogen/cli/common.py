@@ -53,8 +53,18 @@ config_option = click.option(
     "--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False, callback=_load_config,
     help="TOML file with defaults for this command's options (flags override; unknown keys are errors).",
 )
+def _check_device(ctx: click.Context, param: click.Parameter, value):
+    from kaogen.device import resolve_device
+
+    try:
+        resolve_device(value)            # present, and cuda:N within the device count
+    except KaogenError as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+    return value
+
+
 device_option = click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
+    "--device", default="auto", show_default=True, callback=_check_device, metavar="auto|cpu|cuda|cuda:N|mps",
     help="Where to compute: auto picks CUDA, then MPS, then CPU.",
 )
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed (reproducible runs).")

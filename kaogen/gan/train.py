@@ -124,7 +124,7 @@ class GANTrainer:
         snaps = sorted(self.run.glob("snapshot-*.pt"))
         if not snaps:
             return False
-        ck = load_checkpoint(snaps[-1], kind=SNAPSHOT_KIND, map_location=self.device)
+        ck = load_checkpoint(snaps[-1], kind=SNAPSHOT_KIND)
         if ck.config["net"] != asdict(self.cfg.net) or ck.config["cond"] != self.cfg.cond:
             raise KaogenError(f"{snaps[-1]} holds other networks than this config; start a new run")
         for name in ("G", "D", "G_ema"):

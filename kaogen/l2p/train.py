@@ -91,7 +91,7 @@ class Trainer:
         path = latest_state(self.run)
         if path is None:
             return False
-        ck = load_checkpoint(path, kind=STATE_KIND, map_location=self.device)
+        ck = load_checkpoint(path, kind=STATE_KIND)
         saved = from_dict(AgentConfig, ck.config["agent"])
         if asdict(saved) != asdict(self.cfg.agent):
             raise KaogenError(f"{path} was trained with a different agent config; start a new run instead")

@@ -41,7 +41,7 @@ def train_renderer(cfg: RendererTrainConfig, run: Path, device="cpu", seed: int 
     held_s, held_a = held_s.to(device), held_a.to(device)
     step, state_path, metrics = 0, run / "state.pt", run / "metrics.jsonl"
     if state_path.is_file():
-        ck = load_checkpoint(state_path, kind="l2p-renderer-train", map_location=device)
+        ck = load_checkpoint(state_path, kind="l2p-renderer-train")
         net.load_state_dict(ck.state["net"])
         opt.load_state_dict(ck.state["opt"])
         g.set_state(ck.state["gen"])
