@@ -46,3 +46,19 @@ def sample_root(tmp_path: Path, samples: Path) -> Path:
             t.write(f"{name}:原典={works[i % 3]};向き={'横' if i % 2 else '四分の三'};所蔵=京都大学;制作年=\n")
             u.write(f"http://iiif.example.org/iiif/work/{i}.tif/0,0,100,100/256,256/0/default.jpg\n")
     return root
+
+
+# Devices a test can run on: the CPU always, CUDA when present. A test parametrised with
+# `@pytest.mark.parametrize("device", DEVICES)` runs on both; its CUDA case carries the `cuda`
+# marker, so `pytest -m cuda` (benchmarks/gpu.py) runs exactly the CUDA cases.
+import torch  # noqa: E402
+
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cuda", id="cuda", marks=[pytest.mark.cuda,
+                                           pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]),
+]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: the CUDA case of a device-parametrised test (benchmarks/gpu.py runs them)")
