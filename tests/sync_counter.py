@@ -15,10 +15,15 @@ wait for the device or copy from the host to it:
     c.total, c.counts["sync"], c.counts["h2d"], c.where   # where: (kind, op) -> count
 
 The bound a test asserts is per painting or per step, and must not grow with the stroke count.
+
+On the CPU every tensor is a host tensor, so a few calls are counted that are free on a GPU run:
+those made by torch.optim itself (Adam reads its step counters, which kaogen keeps on the CPU as
+the non-capturable optimisers expect: a test elsewhere checks they are) are left out.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 
 import torch
@@ -61,12 +66,18 @@ def _to_device(args, kwargs) -> bool:
     return False
 
 
+_HOST_SIDE = ("torch/optim/",)          # callers whose tensors are host scalars on a GPU run too
+
+
 class SyncCounter(TorchFunctionMode):
     def __init__(self):
         super().__init__()
         self.where: Counter = Counter()
 
     def _count(self, kind: str, op: str) -> None:
+        caller = sys._getframe(2).f_code.co_filename.replace("\\", "/")
+        if any(part in caller for part in _HOST_SIDE):
+            return
         self.where[(kind, op)] += 1
 
     def __torch_function__(self, func, types, args=(), kwargs=None):

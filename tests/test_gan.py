@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from kaogen.checkpoint import Checkpoint, save_checkpoint
+from kaogen.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from kaogen.cli.main import cli
 from kaogen.errors import KaogenError
 from kaogen.gan.augment import Augment, diffaugment
@@ -94,9 +95,10 @@ def test_training_moves_samples_toward_the_data():
     assert x[:, 2, :, 8:].mean() > x[:, 2, :, :8].mean() + 0.2       # blue on the right
 
 
-def test_resume_is_exact(tmp_path):
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "amp"])
+def test_resume_is_exact(tmp_path, amp):
     data = known_data(32)
-    cfg = dict(kimg=0.128, snapshot_kimg=0.064, pl_weight=2.0, pl_every=2, r1_every=2, ada_kimg=0.5)
+    cfg = dict(kimg=0.128, snapshot_kimg=0.064, pl_weight=2.0, pl_every=2, r1_every=2, ada_kimg=0.5, amp=amp)
     a = GANTrainer(tiny_cfg(**cfg), RealSampler(data, None, 0, True), tmp_path / "a", seed=1)
     a.train(progress=False)
     b = GANTrainer(tiny_cfg(**{**cfg, "kimg": 0.064}), RealSampler(data, None, 0, True), tmp_path / "b", seed=1)
@@ -110,6 +112,77 @@ def test_resume_is_exact(tmp_path):
             assert torch.equal(p, q), (name, n)
     rows = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["kimg"] for r in rows] == [0.064, 0.128]
+    # states come back on the CPU: RNG states as byte tensors, Adam's step counters as CPU scalars
+    # (a step on the GPU makes the foreach Adam synchronise once per parameter)
+    snap = load_checkpoint(sorted((tmp_path / "b").glob("snapshot-*.pt"))[-1], kind="gan-train")
+    assert all(t.dtype == torch.uint8 and t.device.type == "cpu" for t in snap.state["rng"]["0"].values())
+    for opt in (c.opt_G, c.opt_D):
+        assert all(st["step"].device.type == "cpu" for st in opt.state.values())
+
+
+def test_amp_keeps_latents_and_augmentation_in_float32():
+    """Under bfloat16 autocast (what `amp` runs, on the CPU as on CUDA) the mapping network's output,
+    its tracked average and truncation stay float32 (bfloat16 W met the float32 average and failed),
+    and ADA's sampling grids are built in float32 (in bfloat16 they are off by up to 0.66 px)."""
+    from kaogen.device import autocast
+    from kaogen.gan.augment import Augment
+
+    G = Generator(NetworkConfig(**TINY))
+    z = torch.randn(4, TINY["z_dim"])
+    with autocast("cpu"):
+        w = G.mapping(z, track_w_avg=True)
+        wt = G.mapping(z, truncation=0.7)
+    assert w.dtype == wt.dtype == G.mapping.w_avg.dtype == torch.float32
+    plain = G.mapping(z)                                             # no autocast: the reference
+    torch.testing.assert_close(w, plain, atol=0, rtol=0)
+    torch.testing.assert_close(wt, G.mapping.w_avg.lerp(plain, 0.7))
+    aug = Augment("ada")
+    aug.p = 1.0
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    torch.manual_seed(3)
+    ref = aug(x)
+    torch.manual_seed(3)
+    with autocast("cpu"):
+        got = aug(x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
+
+
+def test_amp_training_on_the_cpu_is_close_to_float32(tmp_path):
+    """`amp` runs bfloat16 autocast on the CPU too: the losses of a few steps are finite, differ from
+    the float32 run (autocast is really on) and stay close to it."""
+    data = known_data(32)
+    losses = {}
+    for amp in (False, True):
+        tr = GANTrainer(tiny_cfg(amp=amp, pl_weight=2.0, pl_every=2, r1_every=2), RealSampler(data, None, 0, True),
+                        tmp_path / str(amp), seed=2)
+        tr.augment.p = 0.3
+        losses[amp] = [tr.train_step() for _ in range(3)]
+    for a, b in zip(losses[False], losses[True]):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert math.isfinite(b[k]) and abs(a[k] - b[k]) < 0.05 * max(1.0, abs(a[k])), (k, a[k], b[k])
+    assert any(a["g_loss"] != b["g_loss"] for a, b in zip(losses[False], losses[True]))
+
+
+def test_a_training_step_reads_back_once(tmp_path):
+    """Host synchronisations per step: the losses are read back together, once (plus the style-mixing
+    draws, which are CPU tensors), and once per ADA interval: never once per loss or parameter."""
+    from sync_counter import SyncCounter
+
+    counts = []
+    for res in (16, 32):
+        cfg = tiny_cfg(pl_weight=2.0, pl_every=1, r1_every=1, ada_interval=4, style_mixing=0.0)
+        cfg.net.resolution = res
+        tr = GANTrainer(cfg, RealSampler(known_data(16).repeat_interleave(res // 16, 2).repeat_interleave(res // 16, 3),
+                                         None, 0, True), tmp_path / str(res), seed=0)
+        tr.train_step()
+        with SyncCounter() as c:
+            for _ in range(4):
+                tr.train_step()
+        counts.append(c.counts["sync"])
+        assert c.counts["sync"] <= 4 + 1, c.report()
+    assert counts[0] == counts[1]
 
 
 def test_divergence_stops_without_saving(tmp_path, monkeypatch):

@@ -16,10 +16,12 @@ from kaogen.cli.common import device_option, force_option, refuse_overwrite, see
 @click.option("--cond", type=click.Choice(["none", "gender", "status"]), default=None,
               help="Class conditioning on KaoKore labels [default: the config's, none].")
 @click.option("--split", default="all", show_default=True, type=click.Choice(["train", "dev", "test", "all"]))
+@click.option("--amp/--no-amp", default=None,
+              help="Mixed precision: bfloat16 autocast on any device, the CPU too [default: the config's, on].")
 @click.option("--progress/--no-progress", default=True)
 @device_option
 @seed_option
-def train_gan(data, outdir, config_path, resume, kimg, cond, split, progress, device, seed):
+def train_gan(data, outdir, config_path, resume, kimg, cond, split, amp, progress, device, seed):
     """Train StyleGAN2 with adaptive augmentation (resumable; several GPUs with torchrun)."""
     import json
     from dataclasses import asdict
@@ -40,12 +42,13 @@ def train_gan(data, outdir, config_path, resume, kimg, cond, split, progress, de
         if not (run / "config.json").is_file() or not any(run.glob("snapshot-*.pt")):
             raise KaogenError(f"{run} is not a train-gan run folder with a snapshot")
         saved = json.loads((run / "config.json").read_text())
-        cfg = from_dict(GANConfig, {**saved["config"], **({"kimg": kimg} if kimg else {})})
+        cfg = from_dict(GANConfig, {**saved["config"], **({"kimg": kimg} if kimg else {}),
+                                    **({"amp": amp} if amp is not None else {})})
         data, split, seed = data or saved["data"], saved["split"], saved["seed"]   # --data: the data moved
     else:
         if not data:
             raise KaogenError("give --data ROOT_OR_FOLDER (or --resume RUN)")
-        over = {k: v for k, v in (("kimg", kimg), ("cond", cond)) if v is not None}
+        over = {k: v for k, v in (("kimg", kimg), ("cond", cond), ("amp", amp)) if v is not None}
         cfg = load_config(GANConfig, config_path, **over) if config_path else from_dict(GANConfig, over)
         run = next_run_dir(outdir, "gan") if rank == 0 else None
         if world > 1:
@@ -58,10 +61,10 @@ def train_gan(data, outdir, config_path, resume, kimg, cond, split, progress, de
         cfg.net.num_classes = len(CLASS_NAMES[cfg.cond])
     images, labels = load_images(data, cfg.net.resolution, cfg.cond, split)
     dev = resolve_device(device)
-    if world > 1 and dev == "cuda":
+    if world > 1 and dev.type == "cuda":
         import torch
 
-        dev = f"cuda:{torch.cuda.current_device()}"
+        dev = torch.device("cuda", torch.cuda.current_device())   # each rank its own GPU (LOCAL_RANK)
     trainer = GANTrainer(cfg, RealSampler(images, labels, cfg.net.num_classes, cfg.xflip), run, dev, seed)
     if resume:
         trainer.resume()

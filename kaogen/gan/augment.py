@@ -65,30 +65,50 @@ class Augment:
     def __init__(self, kind: str, target: float = 0.6, interval: int = 4, ada_kimg: float = 100.0):
         self.kind, self.target, self.interval, self.ada_kimg = kind, target, interval, ada_kimg
         self.p = 0.0
-        self._signs: list[torch.Tensor] = []
+        self._stat: torch.Tensor | None = None      # (sum of signs, count) since the last adjustment
+        self._calls = 0
         self.rt = float("nan")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == "ada":
-            return ada_pipeline(x, self.p)
-        if self.kind == "diffaugment":
-            return diffaugment(x)
-        return x
+        """x (B, 3, H, W) in [-1, 1], any dtype -> float32 (B, 3, H, W).
+
+        Always float32, outside any autocast region: sampling grids and colour matrices built in
+        bfloat16 are off by up to 0.66 px at 256 px."""
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            if self.kind == "ada":
+                return ada_pipeline(x, self.p)
+            if self.kind == "diffaugment":
+                return diffaugment(x)
+            return x
 
     def observe(self, real_logits: torch.Tensor, batch: int) -> None:
-        """Accumulate sign(D(real)); every `interval` calls, move p toward r_t = target."""
+        """Accumulate sign(D(real)) over every process; every `interval` calls, move p toward r_t = target.
+
+        The sums stay on the logits' device (no host synchronisation but the one per interval) and,
+        under torchrun, are summed over ranks at every call, so every replica holds the same
+        statistics and the same p."""
         if self.kind != "ada":
             return
-        self._signs.append(real_logits.detach().sign().mean())
-        if len(self._signs) >= self.interval:
-            self.rt = torch.stack(self._signs).mean().item()
+        signs = real_logits.detach().float().sign()
+        stat = torch.stack([signs.sum(), torch.full((), signs.numel(), dtype=torch.float32, device=signs.device)])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(stat)
+        self._stat = stat if self._stat is None else self._stat.to(stat.device) + stat
+        self._calls += 1
+        if self._calls >= self.interval:
+            total, count = self._stat.tolist()
+            self.rt = total / max(count, 1.0)
             step = batch * self.interval / (self.ada_kimg * 1000)
             self.p = float(min(1.0, max(0.0, self.p + math.copysign(step, self.rt - self.target))))
-            self._signs = []
+            self._stat, self._calls = None, 0
 
     def state(self) -> dict:
-        return {"p": self.p, "rt": self.rt, "signs": [float(s) for s in self._signs]}
+        total, count = self._stat.tolist() if self._stat is not None else (0.0, 0.0)
+        return {"p": self.p, "rt": self.rt, "sign_sum": total, "sign_count": count, "calls": self._calls}
 
     def load(self, d: dict) -> None:
         self.p, self.rt = float(d["p"]), float(d["rt"])
-        self._signs = [torch.tensor(s) for s in d["signs"]]
+        self._stat, self._calls = None, int(d.get("calls", 0))
+        if self._calls:
+            self._stat = torch.tensor([float(d["sign_sum"]), float(d["sign_count"])])

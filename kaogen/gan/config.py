@@ -40,5 +40,5 @@ class GANConfig:
     kimg: float = 1000.0              # training length in thousands of real images shown
     snapshot_kimg: float = 10.0       # checkpoint + sample grid every this many kimg
     keep: int = 3                     # snapshots kept
-    amp: bool = True                  # mixed precision (bfloat16) on CUDA
+    amp: bool = True                  # mixed precision: bfloat16 autocast on any device (CPU too)
     workers: int = 2

@@ -38,18 +38,25 @@ def load_images(root: str | Path, resolution: int, cond: str = "none", split: st
 class RealSampler:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, num_classes: int, xflip: bool):
         self.images, self.labels, self.num_classes, self.xflip = images, labels, num_classes, xflip
+        self.last_index = torch.zeros(0, dtype=torch.long)   # the indices of the last batch drawn
 
     def __len__(self) -> int:
         return len(self.images)
 
     def sample(self, n: int, g: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reals (n, 3, R, R) in [-1, 1] and one-hot labels (n, num_classes) ((n, 0) when unconditional)."""
+        """Reals (n, 3, R, R) float32 in [-1, 1] on `device` and one-hot labels (n, num_classes)
+        ((n, 0) when unconditional).
+
+        Indices and flips are drawn on the CPU by `g` (saved with the run); the batch travels as
+        uint8 (a quarter of the bytes) and becomes float on the device."""
         idx = torch.randint(len(self.images), (n,), generator=g)
-        x = self.images[idx].float() / 127.5 - 1
+        self.last_index = idx
+        u8 = self.images[idx].to(device, non_blocking=True)
         if self.xflip:
-            flip = torch.rand(n, generator=g) < 0.5
-            x[flip] = x[flip].flip(-1)
-        return x.to(device), self.onehot(idx).to(device)
+            flip = (torch.rand(n, generator=g) < 0.5).to(device, non_blocking=True)
+            u8 = torch.where(flip[:, None, None, None], u8.flip(-1), u8)
+        x = u8.float() / 127.5 - 1
+        return x, self.onehot(idx).to(device, non_blocking=True)
 
     def onehot(self, idx: torch.Tensor) -> torch.Tensor:
         if self.labels is None:

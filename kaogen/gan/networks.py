@@ -86,14 +86,19 @@ class MappingNetwork(nn.Module):
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation: float = 1.0,
                 track_w_avg: bool = False) -> torch.Tensor:
-        x = self._norm(z)
-        if self.embed is not None:
-            x = torch.cat([x, self._norm(self.embed(c))], 1)
-        w = self.net(x)
-        if track_w_avg:
-            self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, 0.995))
-        if truncation != 1:
-            w = self.w_avg.lerp(w, truncation)
+        """z (B, z_dim), c (B, num_classes) -> ws (B, num_ws, w_dim), always float32.
+
+        The mapping runs in float32 even inside an autocast region (W is where truncation, the
+        latent average and the path-length penalty live; the official networks keep it float32 too)."""
+        with torch.autocast(z.device.type, enabled=False):
+            x = self._norm(z.float())
+            if self.embed is not None:
+                x = torch.cat([x, self._norm(self.embed(c.float()))], 1)
+            w = self.net(x)
+            if track_w_avg:
+                self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, 0.995))
+            if truncation != 1:
+                w = self.w_avg.lerp(w, truncation)
         return w[:, None].expand(-1, self.num_ws, -1)
 
 
@@ -214,10 +219,10 @@ class MinibatchStd(nn.Module):
         G = min(self.group, B)
         while B % G:
             G -= 1
-        y = x.reshape(G, -1, C, H, W)
+        y = x.float().reshape(G, -1, C, H, W)                                    # statistics in float32
         y = (y.var(0, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))             # (B / G,)
         y = y.repeat(G)[:, None, None, None].expand(B, 1, H, W)
-        return torch.cat([x, y], 1)
+        return torch.cat([x, y.to(x.dtype)], 1)
 
 
 class DBlock(nn.Module):

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from kaogen.atomic import atomic_write_text
 from kaogen.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from kaogen.device import autocast, restore_rng, rng_state
 from kaogen.errors import KaogenError
 from kaogen.gan.augment import Augment
 from kaogen.gan.config import GANConfig
@@ -52,13 +53,31 @@ def dist_info() -> tuple[int, int]:
 
 
 def sync_grads(module: torch.nn.Module) -> None:
+    """Average the gradients over processes: one all-reduce of all of them, flattened (as DDP's buckets).
+
+    A parameter without a gradient gets zeros first, so that every rank's flat layout is the same."""
     rank, world = dist_info()
     if world == 1:
         return
-    for p in module.parameters():
-        if p.grad is not None:
-            torch.distributed.all_reduce(p.grad)
-            p.grad /= world
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    torch.distributed.all_reduce(flat)
+    flat /= world
+    for p, g in zip(params, flat.split([p.numel() for p in params])):
+        p.grad.copy_(g.view_as(p))
+
+
+def all_gather_objects(obj) -> list:
+    """Every rank's `obj` (a small picklable value), in rank order; [obj] in one process."""
+    rank, world = dist_info()
+    if world == 1:
+        return [obj]
+    out = [None] * world
+    torch.distributed.all_gather_object(out, obj)
+    return out
 
 
 class GANTrainer:
@@ -80,37 +99,55 @@ class GANTrainer:
             return torch.optim.Adam(params, lr=cfg.lr * r, betas=(cfg.betas[0] ** r, cfg.betas[1] ** r), eps=1e-8)
         self.opt_G, self.opt_D = adam(self.G.parameters(), cfg.pl_every), adam(self.D.parameters(), cfg.r1_every)
         self.augment = Augment(cfg.augment, cfg.ada_target, cfg.ada_interval, cfg.ada_kimg)
-        self.gen = torch.Generator().manual_seed(seed * 7919 + self.rank)
-        torch.manual_seed(seed * 7919 + self.rank)          # z, noise inputs and kornia's draws
+        self.seed = seed
+        self.gen = torch.Generator().manual_seed(seed * 7919 + self.rank)   # reals, labels: on the CPU
+        torch.manual_seed(seed * 7919 + self.rank)          # z, noise inputs and kornia's draws (CPU and CUDA)
         self.nimg, self.step, self.pl_mean = 0, 0, torch.zeros([], device=self.device)
+        self.last_batch = torch.zeros(0, dtype=torch.long)  # indices of the last reals drawn (replica checks)
         self.metrics = self.run / "metrics.jsonl"
         (self.run / "samples").mkdir(parents=True, exist_ok=True)
         self.local_batch = cfg.batch // self.world
         if self.local_batch * self.world != cfg.batch or self.local_batch < 1:
             raise KaogenError(f"batch {cfg.batch} does not split over {self.world} processes")
-        self.amp = cfg.amp and self.device.type == "cuda"
+        self.amp = cfg.amp                      # bfloat16 autocast on any device: the CPU runs what CUDA runs
 
     # ------------------------------------------------------------------------------- state
-    def check_replicas(self) -> None:
-        """With several processes: every replica must hold the same weights (same init, averaged gradients)."""
+    def replica_report(self) -> dict:
+        """What every replica must share (weights, ADA's p) and what each must draw for itself (its
+        share of the batch), gathered from all processes: {"weights": [...], "p": [...], "batches": [...]}."""
+        nets = (self.G, self.D, self.G_ema)
+        weights = float(torch.stack([p.detach().double().sum() for m in nets for p in m.parameters()]).sum())
+        mine = {"weights": weights, "p": self.augment.p, "batch": self.last_batch.tolist()}
+        every = all_gather_objects(mine)
+        return {"weights": [e["weights"] for e in every], "p": [e["p"] for e in every],
+                "batches": [e["batch"] for e in every]}
+
+    def check_replicas(self) -> dict:
+        """With several processes: every replica holds the same weights and p (same init, averaged
+        gradients, ADA statistics summed over ranks), and no two ranks drew the same reals (each
+        rank has its own random state, also after a resume). Returns the report for metrics.jsonl."""
         if self.world == 1:
-            return
-        total = torch.stack([p.detach().double().sum() for p in self.G.parameters()]).sum().reshape(1)
-        gathered = [torch.zeros_like(total) for _ in range(self.world)]
-        torch.distributed.all_gather(gathered, total)
-        if any(not torch.equal(g, gathered[0]) for g in gathered):
-            raise KaogenError("the training processes' generators differ: replicas diverged")
+            return {}
+        rep = self.replica_report()
+        if len(set(rep["weights"])) > 1:
+            raise KaogenError("the training processes' networks differ: replicas diverged")
+        if len(set(rep["p"])) > 1:
+            raise KaogenError(f"the training processes' augmentation probabilities differ: {rep['p']}")
+        if len({tuple(b) for b in rep["batches"]}) < self.world:
+            raise KaogenError("two training processes drew the same reals: their random states collided")
+        return {"replica_p": rep["p"], "replica_batches": rep["batches"]}
 
     def snapshot(self) -> None:
+        """Rank 0 writes everything; every rank's random state is gathered into the snapshot (all
+        ranks must call this)."""
+        rngs = all_gather_objects(rng_state({"data": self.gen}, self.device))
         if self.rank != 0:
             return
         kimg = self.nimg / 1000
         state = {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
                  "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(), "pl_mean": self.pl_mean.cpu(),
-                 "rng_data": self.gen.get_state(), "rng_torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            state["rng_cuda"] = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.get_rng_state()
-        meta = {"nimg": self.nimg, "step": self.step, "augment": self.augment.state()}
+                 "rng": {str(r): st for r, st in enumerate(rngs)}}
+        meta = {"nimg": self.nimg, "step": self.step, "augment": self.augment.state(), "world": self.world}
         save_checkpoint(self.run / f"snapshot-{int(self.nimg):09d}.pt", Checkpoint(SNAPSHOT_KIND, asdict(self.cfg), state, meta))
         self.bundle().save(self.run / "generator.pt", {"kimg": kimg, "augment_p": self.augment.p})
         for old in sorted(self.run.glob("snapshot-*.pt"))[: -self.cfg.keep]:
@@ -124,6 +161,8 @@ class GANTrainer:
         snaps = sorted(self.run.glob("snapshot-*.pt"))
         if not snaps:
             return False
+        # loaded to the CPU: RNG states stay byte tensors, Adam's step counters CPU scalars;
+        # load_state_dict moves weights and moments to the parameters' device
         ck = load_checkpoint(snaps[-1], kind=SNAPSHOT_KIND)
         if ck.config["net"] != asdict(self.cfg.net) or ck.config["cond"] != self.cfg.cond:
             raise KaogenError(f"{snaps[-1]} holds other networks than this config; start a new run")
@@ -132,11 +171,19 @@ class GANTrainer:
         self.opt_G.load_state_dict(ck.state["opt_G"])
         self.opt_D.load_state_dict(ck.state["opt_D"])
         self.pl_mean = ck.state["pl_mean"].to(self.device)
-        self.gen.set_state(ck.state["rng_data"])
-        torch.set_rng_state(ck.state["rng_torch"])
-        if self.device.type == "cuda" and "rng_cuda" in ck.state:
-            torch.cuda.set_rng_state(ck.state["rng_cuda"], self.device)
         self.nimg, self.step = ck.meta["nimg"], ck.meta["step"]
+        rngs = ck.state.get("rng", {})
+        if str(self.rank) in rngs and ck.meta.get("world", 1) == self.world:
+            restore_rng(rngs[str(self.rank)], {"data": self.gen}, self.device)
+        elif "rng_data" in ck.state and self.world == 1:       # snapshots of kaogen <= 0.1 (one process)
+            restore_rng({"torch": ck.state["rng_torch"], "gen.data": ck.state["rng_data"]}, {"data": self.gen}, self.device)
+        else:
+            # another number of processes than the run was saved with: each rank's state is derived
+            # from (seed, rank, step), so ranks still draw different batches (not the same sequence
+            # as the uninterrupted run, which had other ranks)
+            derived = (self.seed * 7919 + self.rank) * 1_000_003 + self.step
+            self.gen.manual_seed(derived)
+            torch.manual_seed(derived)
         self.augment.load(ck.meta["augment"])
         if self.metrics.is_file():
             keep = [ln for ln in self.metrics.read_text().splitlines() if ln.strip() and json.loads(ln)["kimg"] * 1000 <= self.nimg + 1e-6]
@@ -146,80 +193,90 @@ class GANTrainer:
     # ------------------------------------------------------------------------------- one step
     def fake_labels(self, n: int) -> torch.Tensor:
         idx = torch.randint(len(self.sampler), (n,), generator=self.gen)
-        return self.sampler.onehot(idx).to(self.device)
+        return self.sampler.onehot(idx).to(self.device, non_blocking=True)
 
     def generate(self, z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z (B, z_dim), c (B, classes) -> images (B, 3, R, R) (bfloat16 under autocast), ws float32."""
         ws = self.G.mapping(z, c, track_w_avg=True)
-        if self.cfg.style_mixing > 0 and torch.rand([]) < self.cfg.style_mixing:
+        if self.cfg.style_mixing > 0 and torch.rand([]) < self.cfg.style_mixing:   # CPU draws: no device sync
             cut = int(torch.randint(1, ws.shape[1], []))
             ws2 = self.G.mapping(torch.randn_like(z), c)
             ws = torch.cat([ws[:, :cut], ws2[:, cut:]], 1)
         return self.G.synthesis(ws), ws
 
     def train_step(self) -> dict[str, float]:
+        """One G step, one D step, the EMA; lazy R1 / path-length steps when due.
+
+        With `amp`, the forward passes of G and D run under bfloat16 autocast (on the CPU too);
+        the mapping network, the augmentation, every loss and both regularisers stay float32
+        (the regularisers' double backward runs entirely outside autocast). Losses are kept on
+        the device and read back once per step."""
         cfg, B, dev = self.cfg, self.local_batch, self.device
-        out = {}
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp)
+        out: dict[str, torch.Tensor] = {}
+        amp = autocast(dev, self.amp)
         # --- generator
         self.D.requires_grad_(False)
         z, c = torch.randn(B, cfg.net.z_dim, device=dev), self.fake_labels(B)
-        with autocast:
+        with amp:
             fake, _ = self.generate(z, c)
-            g_loss = F.softplus(-self.D(self.augment(fake), c).float()).mean()
+            logits = self.D(self.augment(fake), c)
+        g_loss = F.softplus(-logits.float()).mean()
         self.opt_G.zero_grad(set_to_none=True)
         g_loss.backward()
-        out["g_loss"] = g_loss.item()
+        out["g_loss"] = g_loss.detach()
         if cfg.pl_weight > 0 and self.step % cfg.pl_every == 0:
             n = max(1, B // 2)
             z2, c2 = torch.randn(n, cfg.net.z_dim, device=dev), self.fake_labels(n)
-            img, ws = self.generate(z2, c2)
+            img, ws = self.generate(z2, c2)                       # float32: outside autocast
             noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
             grad, = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
             lengths = grad.square().sum(2).mean(1).sqrt()
             self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), cfg.pl_decay)
             pl = ((lengths - self.pl_mean) ** 2).mean() * cfg.pl_weight * cfg.pl_every
             (pl + img[:, 0, 0, 0].sum() * 0).backward()
-            out["pl"] = pl.item()
+            out["pl"] = pl.detach()
         sync_grads(self.G)
         self.opt_G.step()
         self.D.requires_grad_(True)
         # --- discriminator
         real, rc = self.sampler.sample(B, self.gen, dev)
+        self.last_batch = self.sampler.last_index
         cf = self.fake_labels(B)
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), amp:
             fake, _ = self.generate(torch.randn(B, cfg.net.z_dim, device=dev), cf)
-        with autocast:
-            lf = self.D(self.augment(fake.float()), cf).float()
+        with amp:
+            lf = self.D(self.augment(fake), cf).float()
             lr_ = self.D(self.augment(real), rc).float()
-            d_loss = F.softplus(lf).mean() + F.softplus(-lr_).mean()
+        d_loss = F.softplus(lf).mean() + F.softplus(-lr_).mean()
         self.opt_D.zero_grad(set_to_none=True)
         d_loss.backward()
         self.augment.observe(lr_, cfg.batch)
-        out["d_loss"], out["real_sign"] = d_loss.item(), lr_.detach().sign().mean().item()
+        out["d_loss"], out["real_sign"] = d_loss.detach(), lr_.detach().sign().mean()
         if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
-            x = real.detach().requires_grad_(True)
+            x = real.detach().requires_grad_(True)                 # float32: outside autocast
             logits = self.D(self.augment(x), rc)
             grad, = torch.autograd.grad(logits.sum(), x, create_graph=True)
             r1 = grad.square().sum((1, 2, 3)).mean() * (cfg.r1_gamma / 2) * cfg.r1_every
             r1.backward()
-            out["r1"] = r1.item()
+            out["r1"] = r1.detach()
         sync_grads(self.D)
         self.opt_D.step()
         # --- EMA
         beta = 0.5 ** (cfg.batch / max(cfg.ema_kimg * 1000, 1e-8))
         with torch.no_grad():
-            for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                pe.lerp_(p, 1 - beta)
+            ema, cur = list(self.G_ema.parameters()), list(self.G.parameters())
+            torch._foreach_lerp_(ema, cur, 1 - beta)
             for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
                 be.copy_(b)
         self.step += 1
         self.nimg += cfg.batch
-        bad = [k for k, v in out.items() if not math.isfinite(v)]
+        values = dict(zip(out, torch.stack(list(out.values())).float().tolist()))   # the step's one read-back
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise KaogenError(f"training diverged at {self.nimg / 1000:.1f} kimg ({', '.join(bad)} not finite); "
                               f"nothing was saved from this state; the last snapshot is "
                               f"{(sorted(self.run.glob('snapshot-*.pt')) or ['none'])[-1]}")
-        return out
+        return values
 
     # ------------------------------------------------------------------------------- loop
     def train(self, progress: bool = True) -> None:
@@ -236,14 +293,15 @@ class GANTrainer:
             bar.update(cfg.batch)
             bar.set_postfix(p=f"{self.augment.p:.3f}", g=f"{out['g_loss']:.3f}", d=f"{out['d_loss']:.3f}")
             if self.nimg // every != (self.nimg - cfg.batch) // every or self.nimg >= total:
-                self.check_replicas()
-                if self.rank == 0:
+                replicas = self.check_replicas()
+                if self.rank == 0:      # the row first: a resume drops rows newer than its snapshot
                     row = {"kimg": self.nimg / 1000, **{k: float(np.mean(v)) for k, v in acc.items()},
                            "augment_p": self.augment.p, "rt": self.augment.rt,
-                           "sec_per_kimg": (time.time() - t0) / max((self.nimg - n0) / 1000, 1e-9)}
+                           "sec_per_kimg": (time.time() - t0) / max((self.nimg - n0) / 1000, 1e-9), **replicas}
                     with open(self.metrics, "a") as f:
                         f.write(json.dumps(row) + "\n")
-                    self.snapshot()
+                self.snapshot()
+                if self.rank == 0:
                     self.write_grid()
                 acc, t0, n0 = {}, time.time(), self.nimg
         bar.close()
