@@ -346,8 +346,9 @@ def test_fast_modulated_conv_equals_the_grouped_one():
         torch.testing.assert_close(conv(x, w), conv(x, w, fused=True), atol=1e-4, rtol=1e-4)
 
 
-def test_torchrun_two_processes_train_in_step(tmp_path):
-    """Two CPU processes (gloo) under torchrun: split batch, averaged gradients, replicas checked equal."""
+def test_torchrun_two_processes_train_in_step_and_resume(tmp_path):
+    """Two CPU processes (gloo) under torchrun: split batch, averaged gradients, replicas checked equal,
+    and a resume that keeps each rank's own random state."""
     import os
     import shutil
     import subprocess
@@ -362,20 +363,35 @@ def test_torchrun_two_processes_train_in_step(tmp_path):
     for i, im in enumerate(known_data(8)):
         Image.fromarray(im.permute(1, 2, 0).numpy()).save(data / f"{i}.png")
     cfg = tmp_path / "c.toml"
-    cfg.write_text("batch = 8\nkimg = 0.016\nsnapshot_kimg = 0.008\n[net]\nresolution = 16\nz_dim = 16\nw_dim = 16\n"
+    cfg.write_text("batch = 8\nkimg = 0.016\nsnapshot_kimg = 0.008\nada_kimg = 0.05\nada_interval = 1\n[net]\nresolution = 16\nz_dim = 16\nw_dim = 16\n"
                    "mapping_layers = 1\nchannel_base = 128\nchannel_max = 16\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     import socket
 
-    with socket.socket() as sock:          # a free port: a fixed one may be held by another program
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
-    r = subprocess.run(["torchrun", "--nproc_per_node", "2", "--master_port", port, "-m", "kaogen.cli.main", "train-gan",
-                        "--data", str(data), "--config", str(cfg), "--outdir", str(tmp_path / "runs"), "--no-progress"],
-                       capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
+    def torchrun(*args):
+        with socket.socket() as sock:          # a free port: a fixed one may be held by another program
+            sock.bind(("127.0.0.1", 0))
+            port = str(sock.getsockname()[1])
+        return subprocess.run(["torchrun", "--nproc_per_node", "2", "--master_port", port, "-m", "kaogen.cli.main",
+                               "train-gan", *args, "--no-progress"],
+                              capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
+
+    r = torchrun("--data", str(data), "--config", str(cfg), "--outdir", str(tmp_path / "runs"))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     run = tmp_path / "runs" / "00000-gan"
     assert json.loads((run / "config.json").read_text())["world"] == 2
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    # resumed under torchrun: each rank restores its own random state (not rank 0's on both), so
+    # the ranks still draw different reals; ADA's statistics are summed over ranks, so p is the same
+    # on both; the trainer checks replicas equal and batches distinct at every snapshot
+    r = torchrun("--resume", str(run), "--kimg", "0.032")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["kimg"] for row in rows] == [0.008, 0.016, 0.024, 0.032]
+    for row in rows:
+        a, b = row["replica_batches"]
+        assert len(a) == len(b) == 4 and a != b
+        assert len(set(row["replica_p"])) == 1
+    assert rows[-1]["augment_p"] > 0
     assert GeneratorBundle.load(run / "generator.pt").generate([0]).shape == (1, 3, 16, 16)
     assert sys.executable
