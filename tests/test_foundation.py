@@ -121,6 +121,43 @@ def test_device_and_runs(tmp_path):
     assert (a / "command.txt").read_text().strip() == "kaogen train --x 1"
 
 
+def test_cuda_index_is_checked_against_the_device_count(monkeypatch):
+    """`--device cuda:7` on a one-GPU machine is refused in one line (it was accepted, then failed
+    at the first tensor); cuda:0 and cuda are that GPU. A one-GPU machine is emulated."""
+    from click.testing import CliRunner
+
+    from kaogen.cli.main import cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0) == resolve_device("cuda")
+    with pytest.raises(KaogenError, match=r"has 1 CUDA GPU\(s\) \(cuda:0 .. cuda:0\)"):
+        resolve_device("cuda:7")
+    for bad in ("cuda:x", "cpu:1", "tpu", "auto:0"):
+        with pytest.raises(KaogenError, match="unknown device"):
+            resolve_device(bad)
+    r = CliRunner().invoke(cli, ["sample", "--device", "cuda:7", "-o", "x.png"])
+    assert r.exit_code == 2 and "has 1 CUDA GPU" in r.output and "Traceback" not in r.output
+
+
+def test_rng_states_round_trip_as_cpu_bytes():
+    """rng_state / restore_rng: CPU byte tensors, the global and named generators restored exactly."""
+    from kaogen.device import restore_rng, rng_state
+
+    g = torch.Generator().manual_seed(5)
+    torch.manual_seed(1)
+    st = rng_state({"data": g}, "cpu")
+    assert all(t.dtype == torch.uint8 and t.device.type == "cpu" for t in st.values())
+    want = (torch.rand(3), torch.rand(3, generator=g))
+    torch.manual_seed(99)
+    g.manual_seed(99)
+    restore_rng({k: v.long() for k, v in st.items()}, {"data": g}, "cpu")   # any integer dtype comes back as bytes
+    assert torch.equal(torch.rand(3), want[0]) and torch.equal(torch.rand(3, generator=g), want[1])
+    with pytest.raises(KaogenError, match="no random state for 'other'"):
+        restore_rng(st, {"other": g}, "cpu")
+
+
 def test_allocator_tuning_applies_on_glibc_and_can_be_turned_off():
     """The CLI's malloc tuning (kaogen/runtime.py): applied on glibc, skipped when turned off."""
     import platform
