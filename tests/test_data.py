@@ -144,3 +144,108 @@ def test_image_folder_dataset_any_mode(tmp_path):
         assert x.shape == (3, 32, 32) and float(x.min()) >= 0 and float(x.max()) <= 1
     with pytest.raises(KaogenError, match="no readable images"):
         ImageFolderDataset(tmp_path / "sub")
+
+
+# ------------------------------------------------------------------------ user images: bombs, odd modes
+
+def make_bomb(path, w: int = 20000, h: int = 20000) -> int:
+    """A valid 1-bit PNG of w x h black pixels, written row by row (never held in memory): ~50 KB."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    z = zlib.compressobj(9)
+    row = bytes(1 + (w + 7) // 8)
+    idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
+           + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    path.write_bytes(png)
+    return len(png)
+
+
+def test_decompression_bomb_is_refused_from_its_header(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from PIL import ImageFile
+
+    from kaogen.cli.main import cli
+    from kaogen.images import load_rgb
+
+    bomb = tmp_path / "bomb.png"
+    assert make_bomb(bomb) < 100_000
+    with pytest.raises(KaogenError) as e:
+        load_rgb(bomb)
+    msg = str(e.value)
+    assert "20000x20000" in msg and "100,000,000" in msg and "KAOGEN_MAX_PIXELS" in msg and "max_pixels=" in msg
+    # Below Pillow's own limits too: the header is checked before anything is decoded.
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or real_load(self))
+    face = tmp_path / "faces" / "face.png"
+    face.parent.mkdir()
+    Image.new("RGB", (200, 100), (10, 20, 30)).save(face)
+    monkeypatch.setenv("KAOGEN_MAX_PIXELS", "19999")
+    with pytest.raises(KaogenError, match=r"200x100 = 20,000 pixels, over kaogen's limit of 19,999"):
+        load_rgb(face)
+    assert decoded == []
+    with pytest.raises(KaogenError, match="KAOGEN_MAX_PIXELS=20000"):
+        ImageFolderDataset(face.parent, resolution=32)     # refused, not skipped as "unreadable"
+    assert decoded == []
+    assert load_rgb(face, max_pixels=20_000).shape == (3, 100, 200)    # the argument raises the limit
+    assert len(ImageFolderDataset(face.parent, resolution=32, max_pixels=20_000)) == 1
+    monkeypatch.setenv("KAOGEN_MAX_PIXELS", "20000")
+    assert load_rgb(face).shape == (3, 100, 200)                          # ... and so does the variable
+    monkeypatch.setenv("KAOGEN_MAX_PIXELS", "lots")
+    with pytest.raises(KaogenError, match="KAOGEN_MAX_PIXELS='lots' is not a whole number"):
+        load_rgb(face)
+    monkeypatch.delenv("KAOGEN_MAX_PIXELS")
+    # The CLI: one line, exit 1, no traceback, nothing written.
+    (tmp_path / "folder").mkdir()
+    bomb.rename(tmp_path / "folder" / "bomb.png")
+    with pytest.raises(KaogenError, match="20000x20000"):
+        ImageFolderDataset(tmp_path / "folder")
+    out = tmp_path / "out.gif"
+    r = CliRunner().invoke(cli, ["paint", "--method", "l2p", str(tmp_path / "folder" / "bomb.png"), "-o", str(out)])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    assert len(r.output.strip().splitlines()) == 1 and r.output.startswith("Error: ")
+    assert "KAOGEN_MAX_PIXELS" in r.output
+    assert "Traceback" not in r.output and not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_odd_images_load_to_sensible_rgb_or_are_refused(tmp_path):
+    from kaogen.images import load_rgb, open_rgb
+
+    ramp = np.tile(np.arange(0, 201, 8, dtype=np.uint8), (4, 1))                 # 4 x 26: 0, 8, ..., 200
+    cases = {
+        "cmyk.jpg": Image.new("CMYK", (8, 8), (0, 255, 255, 0)),                 # pure red in CMYK
+        "gray16.png": Image.fromarray(np.full((8, 8), 32896, np.uint16)),       # 16-bit mid grey
+        "float255.tif": Image.fromarray(ramp.astype(np.float32), "F"),           # float data in 0..255
+        "float01.tif": Image.fromarray(ramp.astype(np.float32) / 255, "F"),     # float data in 0..1
+        "int32.tif": Image.fromarray(ramp.astype(np.int32), "I"),
+    }
+    for name, img in cases.items():
+        img.save(tmp_path / name)
+    pal = Image.new("P", (8, 8), 0)
+    pal.putpalette([0, 0, 0, 0, 255, 0] + [0] * 762)
+    pal.paste(1, (0, 0, 4, 8))
+    pal.save(tmp_path / "pal.png", transparency=0)                                  # right half transparent
+    ex = Image.Exif()
+    ex[0x0112] = 6                                                                  # "rotate 90 CW to view"
+    Image.new("RGB", (40, 20), (0, 0, 255)).save(tmp_path / "exif.jpg", exif=ex)
+
+    near = lambda px, want: all(abs(a - b) <= 6 for a, b in zip(px, want))  # noqa: E731
+    assert near(open_rgb(tmp_path / "cmyk.jpg").getpixel((0, 0)), (255, 0, 0))
+    assert open_rgb(tmp_path / "gray16.png").getpixel((0, 0)) == (128, 128, 128)
+    for name in ("float255.tif", "int32.tif", "float01.tif"):                       # values kept, not stretched
+        assert [open_rgb(tmp_path / name).getpixel((x, 0))[0] for x in (0, 10, 25)] == [0, 80, 200], name
+    p = open_rgb(tmp_path / "pal.png")
+    assert p.getpixel((0, 0)) == (0, 255, 0) and p.getpixel((7, 0)) == (255, 255, 255)   # over white
+    assert load_rgb(tmp_path / "exif.jpg").shape == (3, 40, 20)
+    data = (tmp_path / "exif.jpg").read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.png").write_text("not a picture")
+    for name, why in (("trunc.jpg", "damaged or truncated"), ("text.png", "not an image")):
+        with pytest.raises(KaogenError, match=why) as e:
+            load_rgb(tmp_path / name)
+        assert "\n" not in str(e.value)

@@ -35,6 +35,9 @@ def download(**kw):
     from kaogen.data.download import DownloadOptions, download as run
 
     report = run(DownloadOptions(**kw))
+    note = report.reconciled()
+    if note:
+        click.echo(note)
     click.echo(report.summary())
     for f in report.failed[:20]:
         click.echo(f"  failed {f.image}: {f.reason}  {f.url}", err=True)
@@ -53,14 +56,18 @@ def verify(root, size):
     from kaogen.data.inspect import verify as run
 
     r = run(root, size)
+    if r.mixed:
+        click.echo(f"mixed: {r.mixed}")
     for name in r.missing[:20]:
         click.echo(f"missing {name}")
     for name in r.corrupt[:20]:
         click.echo(f"corrupt {name}")
     for p in r.problems[:20]:
         click.echo(f"metadata: {p}")
-    click.echo(f"{r.checked} labelled images: {r.checked - len(r.missing) - len(r.corrupt)} good, "
-               f"{len(r.missing)} missing, {len(r.corrupt)} corrupt")
+    withdrawn = f" ({len(r.withdrawn)} more withdrawn: empty lines of urls.txt)" if r.withdrawn else ""
+    version = f"KaoKore {r.version}" if r.version else "KaoKore (unstamped)"
+    click.echo(f"{version}: {r.checked} labelled images: {r.checked - len(r.missing) - len(r.corrupt)} good, "
+               f"{len(r.missing)} missing, {len(r.corrupt)} corrupt{withdrawn}")
     sys.exit(0 if r.ok else 1)
 
 

@@ -1,5 +1,7 @@
 """KaoKore data layer: metadata, IIIF downloads, verification, datasets and splits."""
 
+import importlib
+
 from kaogen.data.iiif import IIIFImageURL, image_url
 from kaogen.data.metadata import GENDERS, STATUSES, Metadata, Record, load_metadata
 
@@ -8,18 +10,14 @@ __all__ = [
     "KaoKoreDataset", "ImageFolderDataset", "DownloadOptions", "download", "verify", "info",
 ]
 
+_LAZY = {"KaoKoreDataset": "datasets", "ImageFolderDataset": "datasets", "DownloadOptions": "download",
+         "verify": "inspect", "info": "inspect"}
+
 
 def __getattr__(name):  # torch-dependent pieces load on first use
-    if name in ("KaoKoreDataset", "ImageFolderDataset"):
-        from kaogen.data import datasets
-
-        return getattr(datasets, name)
-    if name in ("DownloadOptions", "download"):
-        from kaogen.data import download
-
-        return getattr(download, name) if name != "download" else download.download
-    if name in ("verify", "info"):
-        from kaogen.data import inspect
-
-        return getattr(inspect, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"kaogen.data.{_LAZY[name]}"), name)
+    if name == "download":
+        # Importing the submodule binds `kaogen.data.download` to it; the function is download.download.
+        return importlib.import_module("kaogen.data.download")
     raise AttributeError(name)

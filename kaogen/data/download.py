@@ -17,7 +17,7 @@ import http.client
 import io
 import json
 import random
-import shutil
+import re
 import socket
 import threading
 import time
@@ -27,11 +27,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from PIL import Image
 
 from kaogen.atomic import atomic_path, atomic_write_bytes, atomic_write_text, clean_stale_temporaries
 from kaogen.data.iiif import image_url
-from kaogen.data.metadata import METADATA_FILES, image_dir, read_urls
+from kaogen.data.metadata import METADATA_FILES, STAMP, image_dir, read_stamp, read_urls, stamp_text
 from kaogen.errors import KaogenError
 
 OFFICIAL_REPO = "https://raw.githubusercontent.com/rois-codh/kaokore/master"
@@ -64,22 +63,35 @@ class Failure:
 
 @dataclass
 class DownloadReport:
-    total: int = 0                  # images listed in urls.txt
+    total: int = 0                  # lines of urls.txt (file numbers), withdrawn ones included
     fetched: int = 0                # downloaded by this run
     present: int = 0                # already on disk and decodable
     failed: list[Failure] = field(default_factory=list)
     retries: int = 0                # transient errors retried
     seconds: float = 0.0
+    withdrawn: list[str] = field(default_factory=list)  # empty lines of urls.txt: faces withdrawn, not failures
+    version: str | None = None      # the KaoKore version of the root's metadata
+    previous: str | None = None     # the version its existing images were fetched for
+    replaced: list[str] = field(default_factory=list)   # images removed because their URL differs in `version`
 
     @property
     def complete(self) -> bool:
-        return not self.failed and self.fetched + self.present == self.total
+        return not self.failed and self.fetched + self.present == self.total - len(self.withdrawn)
 
     def summary(self) -> str:
         rate = self.fetched / self.seconds if self.seconds > 0 else 0.0
         s = (f"{self.fetched} fetched, {self.present} already present, {len(self.failed)} failed "
-             f"of {self.total} ({rate:.1f} images/s, {self.retries} retries)")
+             f"of {self.total - len(self.withdrawn)} ({rate:.1f} images/s, {self.retries} retries)")
+        if self.withdrawn:
+            s += f"; {len(self.withdrawn)} withdrawn (empty lines of urls.txt, numbering kept)"
         return s
+
+    def reconciled(self) -> str | None:
+        """One line when existing images were held against another version's metadata."""
+        if self.previous is None or (self.previous == self.version and not self.replaced):
+            return None
+        return (f"existing images were fetched for KaoKore {self.previous}: {len(self.replaced)} whose URL differs "
+                f"in {self.version} were removed and fetched again, the others kept")
 
 
 class _Permanent(Exception):
@@ -150,40 +162,62 @@ def with_retries(fn, opts: DownloadOptions, counter: list[int] | None = None, st
 
 
 def decodes(path: Path) -> bool:
-    """True when `path` is a fully decodable image."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-        return True
-    except Exception:
-        return False
+    """True when `path` is a fully decodable image (within kaogen's pixel limit)."""
+    from kaogen.images import image_size
+
+    return image_size(path) is not None
 
 
 def _store_image(data: bytes, dest: Path) -> None:
     """Decode `data`; keep RGB JPEG bytes as they are, re-encode anything else as RGB JPEG."""
+    from kaogen.images import ImageTooLarge, open_checked, to_rgb
+
     try:
-        img = Image.open(io.BytesIO(data))
+        img = open_checked(io.BytesIO(data), what="the body")   # refused from its header when too large
         img.load()
+    except ImageTooLarge as e:
+        raise _Permanent(str(e)) from None
     except Exception:
         raise _Transient("body is not a decodable image") from None
     if img.format == "JPEG" and img.mode == "RGB":
         atomic_write_bytes(dest, data)
         return
-    from kaogen.images import to_rgb
-
     with atomic_path(dest) as tmp:
         to_rgb(img).save(tmp, format="JPEG", quality=95)
 
 
 # ---------------------------------------------------------------------------------------- metadata
 
-def fetch_metadata(opts: DownloadOptions) -> Path:
-    """Put the metadata files of `opts.version` into the root (copy from --metadata, or fetch)."""
-    if opts.version not in VERSION_FOLDERS:
-        raise KaogenError(f"unknown KaoKore version {opts.version!r}: use one of {', '.join(VERSION_FOLDERS)}")
-    root = Path(opts.root)
-    root.mkdir(parents=True, exist_ok=True)
-    stamp = root / "kaokore_version.txt"
+_IMAGE_FILE = re.compile(r"^(\d{8})\.jpg$")
+
+
+def _norm(data: bytes | None) -> bytes | None:
+    """Content for comparing metadata files: no BOM, no CR, no trailing blank space."""
+    if data is None:
+        return None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return data.replace(b"\r\n", b"\n").rstrip()
+
+
+def _urls_of(data: bytes) -> list[str]:
+    return [line.strip() for line in _norm(data).decode("utf-8", errors="replace").splitlines()]
+
+
+def _image_files(root: Path) -> dict[int, list[Path]]:
+    """{line number: [ROOT/images_S/NNNNNNNN.jpg, ...]} over every size folder."""
+    found: dict[int, list[Path]] = {}
+    for folder in sorted(root.glob("images_*")):
+        if folder.is_dir():
+            for p in folder.iterdir():
+                m = _IMAGE_FILE.match(p.name)
+                if m:
+                    found.setdefault(int(m.group(1)), []).append(p)
+    return found
+
+
+def _read_target(opts: DownloadOptions, root: Path) -> dict[str, bytes]:
+    """The metadata files of `opts.version`: from --metadata, from the root (resume), or fetched."""
     if opts.metadata:
         src = Path(opts.metadata)
         if not src.is_dir():
@@ -191,32 +225,145 @@ def fetch_metadata(opts: DownloadOptions) -> Path:
         missing = [n for n in REQUIRED_METADATA if not (src / n).is_file()]
         if missing:
             raise KaogenError(f"--metadata folder {src} lacks {', '.join(missing)}")
-        for name in METADATA_FILES:
-            if (src / name).is_file() and (src.resolve() != root.resolve()):
-                with atomic_path(root / name) as tmp:
-                    shutil.copyfile(src / name, tmp)
-    elif stamp.is_file() and stamp.read_text().strip() == opts.version and all(
+        return {n: (src / n).read_bytes() for n in METADATA_FILES if (src / n).is_file()}
+    st = read_stamp(root)
+    if st is not None and st.version == opts.version and st.valid and st.digests and all(
         (root / n).is_file() for n in REQUIRED_METADATA
     ):
-        pass  # already there from an earlier run: resume offline
-    else:
-        folder = VERSION_FOLDERS[opts.version]
-        for name in METADATA_FILES:
-            url = f"{OFFICIAL_REPO}/{folder}/{name}"
-            try:
-                data = with_retries(lambda: _get(url, opts.timeout), opts)
-            except _Permanent as e:
-                if name in REQUIRED_METADATA:
-                    raise KaogenError(f"cannot fetch KaoKore {opts.version} metadata {url}: {e}") from None
+        return {n: (root / n).read_bytes() for n in METADATA_FILES if (root / n).is_file()}  # resume offline
+    target = {}
+    for name in METADATA_FILES:
+        data = _fetch_official(opts.version, name, opts)
+        if data is None:
+            if name in REQUIRED_METADATA:
+                url = f"{OFFICIAL_REPO}/{VERSION_FOLDERS[opts.version]}/{name}"
+                raise KaogenError(f"cannot fetch KaoKore {opts.version} metadata {url}")
+            continue
+        target[name] = data
+    return target
+
+
+def _fetch_official(version: str, name: str, opts: DownloadOptions) -> bytes | None:
+    url = f"{OFFICIAL_REPO}/{VERSION_FOLDERS[version]}/{name}"
+    try:
+        return with_retries(lambda: _get(url, opts.timeout), opts)
+    except _Permanent:
+        return None
+
+
+@dataclass
+class Reconciled:
+    """What `fetch_metadata` found in the root before writing the target version's metadata."""
+    previous: str | None = None         # version the existing images belong to (None: no images)
+    replaced: list[str] = field(default_factory=list)  # images removed: their URL differs in the target
+    kept: int = 0                       # existing images whose URL is the same in both versions
+
+
+def _previous_urls(root: Path, target: dict[str, bytes], opts: DownloadOptions) -> tuple[list[str], str]:
+    """The URL each existing image of the root was fetched from, and that version's name.
+
+    Raises KaogenError (and changes nothing) when the root holds images whose version cannot be told.
+    """
+    st = read_stamp(root)
+    urls_file, labels_file = root / "urls.txt", root / "labels.csv"
+    if st is not None and "urls.txt" not in st.changed and urls_file.is_file():
+        # kaogen's own root (labels.csv may have been overwritten since, e.g. by the official tool:
+        # the images still are the ones urls.txt names).
+        return read_urls(urls_file), st.version
+    fresh = f"kaogen data download --root NEW_ROOT --version {opts.version}"
+    if st is not None and urls_file.is_file() and _norm(urls_file.read_bytes()) == _norm(target["urls.txt"]):
+        # An earlier run was cut short after writing the target's urls.txt (written last, after the
+        # images whose URL differs were removed) and before its stamp.
+        return read_urls(urls_file), opts.version
+    if st is not None:
+        raise KaogenError(
+            f"{root} holds images fetched for KaoKore {st.version}, but its urls.txt changed since, so which URL each "
+            f"image came from is unknown; mixing it with KaoKore {opts.version} is refused: run `{fresh}`")
+    if urls_file.is_file():  # no stamp: its urls.txt says where each image came from
+        old = read_urls(urls_file)
+        same = _norm(urls_file.read_bytes()) == _norm(target["urls.txt"])
+        return old, opts.version if same else "an unstamped urls.txt"
+    # The official download.py's layout: labels.csv, original_tags.txt, labels.metadata.*.txt, images_256/,
+    # and no urls.txt. Tell its version by its metadata.
+    if not labels_file.is_file():
+        raise KaogenError(
+            f"{root} holds images but no labels.csv, urls.txt or {STAMP} saying which KaoKore version they belong "
+            f"to; mixing them with KaoKore {opts.version} is refused: move them away or run `{fresh}`")
+    mine = {n: _norm((root / n).read_bytes()) for n in ("labels.csv", "original_tags.txt") if (root / n).is_file()}
+
+    def matches(files: dict[str, bytes | None]) -> bool:
+        return all(files.get(n) is None or _norm(files[n]) == data for n, data in mine.items()) and \
+            files.get("labels.csv") is not None
+
+    if matches(target):
+        return _urls_of(target["urls.txt"]), opts.version
+    found = None
+    if not opts.metadata:  # online: compare with the other official versions
+        for version in VERSION_FOLDERS:
+            if version == opts.version:
                 continue
-            atomic_write_bytes(root / name, data)
-    atomic_write_text(stamp, opts.version + "\n")
-    return root
+            other = {n: _fetch_official(version, n, opts) for n in ("labels.csv", "original_tags.txt")}
+            if matches(other):
+                found = version
+                urls = _fetch_official(version, "urls.txt", opts)
+                if urls is not None:
+                    return _urls_of(urls), version
+                break
+    which = f"KaoKore {found}" if found else "another KaoKore version"
+    raise KaogenError(
+        f"{root} holds {which}'s images (official download.py layout: no urls.txt or {STAMP}; its labels.csv is "
+        f"not KaoKore {opts.version}'s), and they would not match {opts.version}'s labels: run "
+        f"`kaogen data download --root {root} --version {found or 'OLD_VERSION'}` to keep that version, or "
+        f"`{fresh}` for {opts.version}")
+
+
+def fetch_metadata(opts: DownloadOptions) -> Reconciled:
+    """Put the metadata files of `opts.version` into the root (copy from --metadata, or fetch).
+
+    Images already in the root are held against the version they were fetched for (kaogen's stamp, or
+    the metadata the root holds): those whose URL differs in `opts.version` are removed so that they
+    are fetched again; a root whose version cannot be told is refused, unchanged.
+    """
+    if opts.version not in VERSION_FOLDERS:
+        raise KaogenError(f"unknown KaoKore version {opts.version!r}: use one of {', '.join(VERSION_FOLDERS)}")
+    root = Path(opts.root)
+    if root.exists() and not root.is_dir():
+        raise KaogenError(f"--root {root} is a file, not a folder")
+    root.mkdir(parents=True, exist_ok=True)
+    target = _read_target(opts, root)
+    try:
+        _urls_of(target["urls.txt"])
+        target["urls.txt"].decode("utf-8")
+    except UnicodeDecodeError:
+        raise KaogenError(f"urls.txt of KaoKore {opts.version} is not UTF-8 text") from None
+    result = Reconciled()
+    images = _image_files(root)
+    if images:
+        old, result.previous = _previous_urls(root, target, opts)
+        new = _urls_of(target["urls.txt"])
+        for i, paths in sorted(images.items()):
+            before = old[i] if i < len(old) else ""
+            after = new[i] if i < len(new) else ""
+            if before and before == after:
+                result.kept += 1
+                continue
+            result.replaced.append(f"{i:08d}.jpg")
+            for path in paths:       # removed before the new metadata is written: a crash leaves a
+                path.unlink()        # consistent root (old metadata, a few images missing)
+    for name in sorted(METADATA_FILES, key=lambda n: n == "urls.txt"):   # urls.txt last, then the stamp
+        dest = root / name
+        if name in target:
+            if not dest.is_file() or dest.read_bytes() != target[name]:
+                atomic_write_bytes(dest, target[name])
+        elif dest.is_file():
+            dest.unlink()            # the other version's file: the target has none
+    atomic_write_text(root / STAMP, stamp_text(root, opts.version))
+    return result
 
 
 # ------------------------------------------------------------------------------------------ images
 
-def download_images(opts: DownloadOptions) -> DownloadReport:
+def download_images(opts: DownloadOptions, reconciled: Reconciled | None = None) -> DownloadReport:
     """Fetch every image of urls.txt that is missing or broken; write the report; return it."""
     root = Path(opts.root)
     urls = read_urls(root / "urls.txt")
@@ -230,8 +377,13 @@ def download_images(opts: DownloadOptions) -> DownloadReport:
 
     jobs: list[tuple[str, str]] = []
     report = DownloadReport(total=len(urls))
+    st = read_stamp(root)
+    report.version = st.version if st is not None else None
     for i, raw in enumerate(urls):
         name = f"{i:08d}.jpg"
+        if not raw:                  # a withdrawn face: the line stays so that numbering is kept
+            report.withdrawn.append(name)
+            continue
         try:
             # 256 is the official size: keep each URL's own size (Keio's ask for !200,200).
             url = image_url(raw, size=None if opts.size == 256 else opts.size, mirror=opts.mirror)
@@ -281,6 +433,8 @@ def download_images(opts: DownloadOptions) -> DownloadReport:
             bar.close()
     report.retries = counter[0]
     report.seconds = time.perf_counter() - start
+    if reconciled is not None:
+        report.previous, report.replaced = reconciled.previous, reconciled.replaced
     report.failed.sort(key=lambda f: f.image)
     write_report(root, opts.size, report)
     return report
@@ -289,11 +443,13 @@ def download_images(opts: DownloadOptions) -> DownloadReport:
 def write_report(root: Path, size: int, report: DownloadReport) -> Path:
     path = Path(root) / f"download_report_{size}.json"
     data = {**asdict(report), "complete": report.complete}
+    data["withdrawn"] = len(report.withdrawn)   # the names are the empty lines of urls.txt
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return path
 
 
 def download(opts: DownloadOptions) -> DownloadReport:
     """Metadata, then images: the whole `kaogen data download`."""
-    fetch_metadata(opts)
-    return download_images(opts)
+    rec = fetch_metadata(opts)
+    report = download_images(opts, rec)
+    return report

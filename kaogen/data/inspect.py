@@ -7,39 +7,36 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
-from kaogen.data.metadata import GENDERS, STATUSES, image_dir, load_metadata
+from kaogen.data.metadata import GENDERS, STATUSES, image_dir, load_metadata, read_stamp, stamp_problem
+from kaogen.images import image_size as _image_size
 
 
 @dataclass
 class VerifyReport:
-    checked: int = 0
+    checked: int = 0                                     # labelled images that should be on disk
     missing: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)   # malformed metadata rows
+    withdrawn: list[str] = field(default_factory=list)  # labelled, but their urls.txt line is empty
+    version: str | None = None                          # kaogen's stamp; None for an unstamped root
+    mixed: str | None = None                            # the stamp disagrees with the metadata (one line)
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.corrupt
-
-
-def _image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) when `path` decodes completely, else None."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.size
-    except Exception:
-        return None
+        return not self.missing and not self.corrupt and not self.mixed
 
 
 def verify(root: str | Path, size: int = 256, workers: int = 4) -> VerifyReport:
-    """Every labelled image present and decodable in ROOT/images_S."""
+    """Every labelled image present and decodable in ROOT/images_S, and metadata of one version."""
     meta = load_metadata(root)
     folder = image_dir(root, size)
-    report = VerifyReport(checked=len(meta.records), problems=list(meta.problems))
-    paths = [folder / r.image for r in meta.records]
+    withdrawn = meta.withdrawn
+    records = [r for r in meta.records if r.image not in withdrawn]
+    st = read_stamp(root)
+    report = VerifyReport(checked=len(records), problems=list(meta.problems),
+                          withdrawn=sorted(r.image for r in meta.records if r.image in withdrawn),
+                          version=st.version if st else None, mixed=stamp_problem(root))
+    paths = [folder / r.image for r in records]
     present = [p for p in paths if p.is_file()]
     report.missing = sorted(p.name for p in paths if not p.is_file())
     with ThreadPoolExecutor(workers) as pool:
@@ -74,11 +71,17 @@ def info(root: str | Path, size: int = 256) -> dict:
     def vocab(key: str) -> dict[str, int]:
         return dict(Counter(r.tags.get(key, "") or "(none)" for r in recs).most_common())
 
+    withdrawn = meta.withdrawn
+    urls = sum(1 for u in meta.urls if u)
+    st = read_stamp(root)
     return {
         "root": str(Path(root)),
+        "version": st.version if st else None,
+        "version_problem": stamp_problem(root),
         "labelled_images": len(recs),
-        "urls": len(meta.urls),
-        "unlabelled_urls": max(0, len(meta.urls) - len(recs)),
+        "urls": urls,
+        "withdrawn_urls": len(withdrawn),
+        "unlabelled_urls": max(0, urls - sum(1 for r in recs if r.image not in withdrawn)),
         "splits": by_split,
         "joint": {f"{GENDERS[g]}-{STATUSES[s]}": n for (g, s), n in sorted(
             Counter((r.gender, r.status) for r in recs if r.gender is not None and r.status is not None).items())},
@@ -92,8 +95,12 @@ def info(root: str | Path, size: int = 256) -> dict:
 
 def format_info(d: dict, top: int = 10) -> str:
     """A human-readable rendering of `info()`."""
-    lines = [f"KaoKore root {d['root']}: {d['labelled_images']} labelled images, {d['urls']} URLs "
-             f"({d['unlabelled_urls']} without labels)"]
+    version = f"KaoKore {d['version']}" if d.get("version") else "KaoKore (no kaogen version stamp)"
+    withdrawn = f", {d['withdrawn_urls']} withdrawn" if d.get("withdrawn_urls") else ""
+    lines = [f"{version} root {d['root']}: {d['labelled_images']} labelled images, {d['urls']} URLs "
+             f"({d['unlabelled_urls']} without labels{withdrawn})"]
+    if d.get("version_problem"):
+        lines.append(f"  warning: {d['version_problem']}")
     for split, s in d["splits"].items():
         g = ", ".join(f"{k} {v}" for k, v in s["gender"].items())
         st = ", ".join(f"{k} {v}" for k, v in s["status"].items())

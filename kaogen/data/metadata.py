@@ -6,13 +6,18 @@ A KaoKore root looks like:
     ROOT/original_tags.txt     NNNNNNNN.jpg:key=value;key=value;...   (the experts' tags, Japanese)
     ROOT/urls.txt              one IIIF URL per line; line i is image %08d.jpg
     ROOT/images_256/           downloaded faces (images_S/ for other sizes)
+    ROOT/kaokore_version.txt   kaogen's stamp: the version, and the SHA-256 of labels.csv and
+                               urls.txt the images were fetched for (the official tools write none)
 
-Malformed rows are skipped and counted (`Metadata.problems`), never silently dropped.
+An empty line in urls.txt is a withdrawn face (v1.0 and v1.1 have 272): its number is kept, so the
+next line is still the next file name. Malformed rows are skipped and counted (`Metadata.problems`),
+never silently dropped.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +33,9 @@ LABEL_NAMES = {"gender": GENDERS, "status": STATUSES}
 TAG_KEYS = {"向き": "orientation", "原典": "work", "所蔵": "holder", "制作年": "period"}
 ORIENTATIONS = {"四分の三": "three-quarter", "横": "profile", "後": "back", "正面": "front"}
 
-METADATA_FILES = ("labels.csv", "original_tags.txt", "urls.txt", "labels.metadata.en.txt")
+METADATA_FILES = ("labels.csv", "original_tags.txt", "urls.txt", "labels.metadata.en.txt", "labels.metadata.ja.txt")
+STAMP = "kaokore_version.txt"
+STAMPED_FILES = ("labels.csv", "urls.txt")
 _IMAGE_NAME = re.compile(r"^[A-Za-z0-9_-]+\.(jpg|jpeg|png)$")
 
 
@@ -45,8 +52,24 @@ class Record:
 class Metadata:
     root: Path
     records: list[Record]
-    urls: list[str]
+    urls: list[str]             # one per line of urls.txt, "" where a face was withdrawn
     problems: list[str]         # one line per skipped row
+
+    @property
+    def withdrawn(self) -> set[str]:
+        """File names whose line in urls.txt is empty (faces withdrawn, numbering kept)."""
+        return withdrawn_images(self.urls)
+
+
+@dataclass
+class Stamp:
+    version: str
+    digests: dict[str, str]     # file name -> sha256 hex when the stamp was written (empty: old stamp)
+    changed: list[str]          # stamped files whose content differs now (or that are gone)
+
+    @property
+    def valid(self) -> bool:
+        return not self.changed
 
 
 def check_image_name(name: str) -> str:
@@ -121,9 +144,50 @@ def read_tags(path: Path) -> dict[str, dict[str, str]]:
 
 
 def read_urls(path: Path) -> list[str]:
+    """Lines of urls.txt, stripped; an empty line (withdrawn face) stays as "" so numbering is kept."""
     if not path.is_file():
         return []
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    return [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+
+
+def withdrawn_images(urls: list[str]) -> set[str]:
+    return {f"{i:08d}.jpg" for i, u in enumerate(urls) if not u}
+
+
+def file_digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def read_stamp(root: str | Path) -> Stamp | None:
+    """kaogen's version stamp of a root, checked against the files it names; None when absent."""
+    path = Path(root) / STAMP
+    if not path.is_file():
+        return None
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    version = lines[0].strip() if lines else ""
+    digests = {}
+    for line in lines[1:]:
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "sha256":
+            digests[parts[1]] = parts[2]
+    changed = [n for n, d in digests.items() if file_digest(Path(root) / n) != d]
+    return Stamp(version, digests, changed)
+
+
+def stamp_text(root: str | Path, version: str) -> str:
+    lines = [version] + [f"sha256 {n} {file_digest(Path(root) / n)}" for n in STAMPED_FILES
+                         if (Path(root) / n).is_file()]
+    return "\n".join(lines) + "\n"
+
+
+def stamp_problem(root: str | Path) -> str | None:
+    """One line when the root's metadata changed after kaogen fetched its images for a version."""
+    st = read_stamp(root)
+    if st is None or st.valid:
+        return None
+    return (f"{Path(root) / STAMP} says KaoKore {st.version}, but {', '.join(st.changed)} changed since its "
+            f"images were fetched (another tool or version wrote them?): faces and labels may not match; "
+            f"run `kaogen data download --root {root} --version VERSION` to reconcile")
 
 
 def load_metadata(root: str | Path) -> Metadata:
