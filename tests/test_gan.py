@@ -21,6 +21,8 @@ from kaogen.gan.networks import Discriminator, Generator, ModulatedConv
 from kaogen.gan.sample import GeneratorBundle, parse_seeds
 from kaogen.gan.train import GANTrainer
 
+from conftest import DEVICES
+
 TINY = dict(resolution=16, z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32)
 
 
@@ -395,3 +397,22 @@ def test_torchrun_two_processes_train_in_step_and_resume(tmp_path):
     assert rows[-1]["augment_p"] > 0
     assert GeneratorBundle.load(run / "generator.pt").generate([0]).shape == (1, 3, 16, 16)
     assert sys.executable
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_train_resume_and_sample_on_a_device(tmp_path, device):
+    """A short amp run on `device`, snapshotted and resumed there: the snapshot's states are CPU
+    tensors (RNG states bytes), Adam's steps stay on the CPU after the resume, the weights on the
+    device, and the generator it wrote samples on the device and on the CPU alike."""
+    data = known_data(16)
+    cfg = tiny_cfg(kimg=0.032, snapshot_kimg=0.016, amp=True, pl_every=2, r1_every=2)
+    GANTrainer(cfg, RealSampler(data, None, 0, True), tmp_path, device, seed=4).train(progress=False)
+    tr = GANTrainer(tiny_cfg(kimg=0.048, snapshot_kimg=0.016, amp=True, pl_every=2, r1_every=2),
+                    RealSampler(data, None, 0, True), tmp_path, device, seed=4)
+    assert tr.resume() and tr.nimg == 32
+    assert all(st["step"].device.type == "cpu" for o in (tr.opt_G, tr.opt_D) for st in o.state.values())
+    assert all(p.device.type == torch.device(device).type for p in tr.G.parameters())
+    tr.train(progress=False)
+    for dev in (device, "cpu"):
+        imgs = GeneratorBundle.load(tmp_path / "generator.pt", dev).generate([0, 1])
+        assert imgs.shape == (2, 3, 16, 16) and torch.isfinite(imgs).all()
