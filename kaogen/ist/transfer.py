@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from kaogen import __version__
+from kaogen.errors import KaogenError
 from kaogen.ist import actions as A
 from kaogen.ist.losses import content_loss
 from kaogen.ist.painter import NeuralPainter
@@ -30,6 +31,10 @@ from kaogen.render import brush_strokes as B
 from kaogen.render.painting import Painting
 
 PAPER = (0.93, 0.89, 0.80)
+
+
+MIN_SIZE = A.CANVAS               # one block
+SIZE_STEP = A.CANVAS // 2         # blocks overlap by half a block
 
 
 @dataclass
@@ -44,6 +49,26 @@ class ISTOptions:
     video_every: int = 0          # > 0: keep the canvas every k steps (a video of the optimisation)
     seed: int = 0
 
+    def __post_init__(self):
+        def whole(name, lo):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise KaogenError(f"IST {name} must be a whole number >= {lo}, got {v!r}")
+
+        whole("size", MIN_SIZE)
+        if self.size % SIZE_STEP:
+            raise KaogenError(f"IST canvas size must be a multiple of {SIZE_STEP} px (the blocks' half step) and at least "
+                              f"{MIN_SIZE}, got {self.size}: e.g. {max(MIN_SIZE, self.size // SIZE_STEP * SIZE_STEP)}")
+        whole("strokes", 1)
+        whole("steps", 0)
+        whole("video_every", 0)
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise KaogenError(f"IST lr must be a positive number, got {self.lr!r}")
+        paper = tuple(self.paper)
+        if len(paper) != 3 or not all(isinstance(c, (int, float)) and 0 <= c <= 1 for c in paper):
+            raise KaogenError(f"IST paper must be 3 numbers in [0, 1], got {self.paper!r}")
+        self.paper = tuple(float(c) for c in paper)
+
 
 def block_grid(size: int, block: int = A.CANVAS) -> list[tuple[int, int]]:
     """(top, left) of every block, half-block steps."""
@@ -52,78 +77,123 @@ def block_grid(size: int, block: int = A.CANVAS) -> list[tuple[int, int]]:
 
 
 def phases(grid: list[tuple[int, int]], block: int = A.CANVAS) -> list[list[int]]:
-    """Block indices in four groups whose blocks do not overlap."""
+    """Block indices in four groups whose blocks do not overlap (a group is empty on a one-block canvas)."""
     half = block // 2
     return [[i for i, (t, l) in enumerate(grid) if (t // half) % 2 == py and (l // half) % 2 == px]
             for py in (0, 1) for px in (0, 1)]
 
 
-def place(patches: torch.Tensor, tops: list[int], lefts: list[int], size: int) -> torch.Tensor:
-    """Non-overlapping (n, C, b, b) patches into a (C, size, size) canvas (zeros elsewhere), differentiable."""
+@dataclass
+class Phase:
+    """One phase's blocks as index tensors on the device where the canvas is painted, built once per
+    painting: `blocks` (n,) into the block grid, `row` / `col` (n,) within the phase's rows x cols
+    sub-grid of adjacent blocks, whose top-left pixel is (top, left)."""
+
+    blocks: torch.Tensor
+    row: torch.Tensor
+    col: torch.Tensor
+    rows: int
+    cols: int
+    top: int
+    left: int
+
+
+def grid_phases(size: int, device=None, block: int = A.CANVAS) -> list[Phase]:
+    """The non-empty phases of the canvas' block grid (same blocks, same order as `phases(block_grid(size))`),
+    as index tensors made on `device` from `arange`: no copy from the host."""
+    m = (size - block) // (block // 2) + 1                # blocks per side
+    out = []
+    for py in (0, 1):
+        for px in (0, 1):
+            if py >= m or px >= m:
+                continue
+            iy = torch.arange(py, m, 2, device=device)
+            ix = torch.arange(px, m, 2, device=device)
+            nr, nc = len(range(py, m, 2)), len(range(px, m, 2))
+            row = torch.arange(nr, device=device).repeat_interleave(nc, output_size=nr * nc)
+            col = torch.arange(nc, device=device).repeat(nr)
+            out.append(Phase((iy[:, None] * m + ix[None, :]).reshape(-1), row, col, nr, nc,
+                             py * block // 2, px * block // 2))
+    return out
+
+
+def place(patches: torch.Tensor, ph: Phase, size: int) -> torch.Tensor:
+    """The phase's non-overlapping (n, C, b, b) patches into a (C, size, size) canvas (zeros elsewhere), differentiable."""
     n, C, b, _ = patches.shape
-    rows, cols = sorted(set(tops)), sorted(set(lefts))
-    grid = patches.new_zeros(len(rows), len(cols), C, b, b)
-    grid = grid.index_put((torch.tensor([rows.index(t) for t in tops]), torch.tensor([cols.index(l) for l in lefts])), patches)
-    full = grid.permute(2, 0, 3, 1, 4).reshape(C, len(rows) * b, len(cols) * b)
-    return F.pad(full, (cols[0], size - cols[0] - len(cols) * b, rows[0], size - rows[0] - len(rows) * b))
+    grid = patches.new_zeros(ph.rows, ph.cols, C, b, b).index_put((ph.row, ph.col), patches)
+    full = grid.permute(2, 0, 3, 1, 4).reshape(C, ph.rows * b, ph.cols * b)
+    return F.pad(full, (ph.left, size - ph.left - ph.cols * b, ph.top, size - ph.top - ph.rows * b))
 
 
 class StrokeField(torch.nn.Module):
-    """The optimised strokes: K per block, logits of shape (N, 9) and colour (N, 3), fixed noise."""
+    """The optimised strokes: K per block, logits (N, 12) of shape and colour, fixed noise.
+
+    Built on the target's device. The starting strokes and the noise are drawn on the host (numpy and
+    a CPU generator: the same painting for a seed on every device) and copied once; everything the
+    optimisation loop indexes with is made on the device."""
 
     def __init__(self, target: torch.Tensor, painter: NeuralPainter, opts: ISTOptions):
         super().__init__()
-        size = opts.size
+        import numpy as np
+
+        size, dev = opts.size, target.device
         self.grid = block_grid(size)
-        self.phases = phases(self.grid)
+        self.phases = grid_phases(size, dev)
         nb = len(self.grid)
         self.k = max(1, math.ceil(opts.strokes / nb))
         N = nb * self.k
         g = torch.Generator().manual_seed(opts.seed)
-        a = torch.from_numpy(A.random_actions(N, __import__("numpy").random.default_rng(opts.seed)))
+        a = torch.from_numpy(A.random_actions(N, np.random.default_rng(opts.seed)))
         a[:, A.INDEX["size"]] = 0.5 * a[:, A.INDEX["size"]]                   # start with finer strokes
         a[:, 6:8] = 0.5 + 0.5 * a[:, 6:8]                                     # and firm pressure
-        # colours start at the target's colour under the stroke's middle
-        blk = torch.tensor(self.grid * 1, dtype=torch.float32).repeat_interleave(self.k, 0)   # block-major order
-        mid = (blk + A.CANVAS * a[:, [3, 2]]).long().clamp(0, size - 1)       # (row, col) of the control point
-        a[:, 9:12] = target[:, mid[:, 0], mid[:, 1]].T
-        self.shape_logit = torch.nn.Parameter(torch.logit(a[:, :9].clamp(0.02, 0.98)))
-        self.color_logit = torch.nn.Parameter(torch.logit(a[:, 9:12].clamp(0.02, 0.98)))
-        self.register_buffer("z", torch.randn(N, painter.gen.noise, generator=g))
+        z = torch.randn(N, painter.gen.noise, generator=g)
+        a, z = torch.cat([a, z], 1).to(dev).split([A.NUM_FIELDS, painter.gen.noise], 1)   # one copy to the device
+        # colours start at the target's colour under the stroke's control point (block-major order)
+        m = (size - A.CANVAS) // (A.CANVAS // 2) + 1
+        b = torch.arange(N, device=dev) // self.k
+        blk = torch.stack([b // m, b % m], 1) * (A.CANVAS // 2)                # (top, left) of the stroke's block
+        mid = (blk + A.CANVAS * a[:, 2:4].flip(1)).long().clamp(0, size - 1)  # (row, col) of the control point
+        col = target[:, mid[:, 0], mid[:, 1]].T.to(a.dtype)
+        self.logit = torch.nn.Parameter(torch.logit(torch.cat([a[:, :9], col], 1).clamp(0.02, 0.98)))
+        self.register_buffer("z", z.contiguous())
+        self.register_buffer("paper_rgb", torch.tensor(opts.paper, device=dev)[:, None, None])
+        # painting order (k, phase, block) -> stroke row i * K + k, and each block's (x, y, size) on the unit canvas
+        order = torch.cat([ph.blocks * self.k + k for k in range(self.k) for ph in self.phases])
+        self.register_buffer("order", order)
+        self.register_buffer("block_xys", torch.stack([b[:: self.k] % m, b[:: self.k] // m,
+                                                       torch.full_like(b[:: self.k], 2)], 1) * (A.CANVAS // 2) / size)
         self.size, self.paper = size, opts.paper
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        for ph in self.phases:                      # the phases' index tensors follow the module's device
+            ph.blocks, ph.row, ph.col = (fn(t) for t in (ph.blocks, ph.row, ph.col))
+        return out
 
     def actions(self) -> torch.Tensor:
         """(N, 12) in [0, 1], block-major: stroke k of block i is row i * K + k."""
-        return torch.cat([torch.sigmoid(self.shape_logit), torch.sigmoid(self.color_logit)], 1)
+        return torch.sigmoid(self.logit)
 
     def render(self, painter: NeuralPainter) -> torch.Tensor:
         """The canvas (3, S, S) after every stroke, differentiable in the actions."""
         act = self.actions()
-        alpha = painter(act[:, :9], self.z).view(len(self.grid), self.k, A.CANVAS, A.CANVAS)
-        col = act[:, 9:12].view(len(self.grid), self.k, 3)
-        canvas = torch.tensor(self.paper, dtype=alpha.dtype, device=alpha.device)[:, None, None].expand(3, self.size, self.size)
+        alpha = painter(act[:, :9], self.z).view(len(self.grid), self.k, 1, A.CANVAS, A.CANVAS)
+        col = act[:, 9:12].view(len(self.grid), self.k, 3, 1, 1)
+        ac = torch.cat([alpha, alpha * col], 2)                                   # (blocks, K, 1 + 3, b, b)
+        canvas = self.paper_rgb.to(alpha.dtype).expand(3, self.size, self.size)
         for k in range(self.k):
             for ph in self.phases:
-                tops, lefts = [self.grid[i][0] for i in ph], [self.grid[i][1] for i in ph]
-                a = alpha[ph, k][:, None]                                           # (n, 1, b, b)
-                A_ = place(a, tops, lefts, self.size)
-                C_ = place(a * col[ph, k][:, :, None, None], tops, lefts, self.size)
-                canvas = canvas * (1 - A_) + C_
+                placed = place(ac[:, k].index_select(0, ph.blocks), ph, self.size)   # (4, S, S)
+                canvas = canvas * (1 - placed[:1]) + placed[1:]
         return canvas
 
     def painting(self, painter: NeuralPainter, aspect: float, provenance: dict) -> Painting:
         """The strokes in painting order (k, phase, block), as a resolution-free neural-brush Painting."""
-        act = self.actions().detach().cpu()
-        u = B.noise_to_unit(self.z.cpu())
-        rows = []
-        for k in range(self.k):
-            for ph in self.phases:
-                for i in ph:
-                    t, l = self.grid[i]
-                    j = i * self.k + k
-                    block = torch.tensor([l / self.size, t / self.size, A.CANVAS / self.size])
-                    rows.append(torch.cat([block, act[j], u[j]]))
-        return Painting(torch.stack(rows).clamp(0, 1), self.paper, aspect, "neural-brush", provenance, painter)
+        with torch.no_grad():
+            j = self.order
+            rows = torch.cat([self.block_xys[j // self.k], self.actions()[j], B.noise_to_unit(self.z[j])], 1)
+            rows = rows.clamp(0, 1).float().cpu()                                  # the one copy back
+        return Painting(rows, self.paper, aspect, "neural-brush", provenance, painter)
 
 
 def transfer(painter: NeuralPainter, image: torch.Tensor, opts: ISTOptions | None = None, progress: bool = False,
@@ -134,7 +204,7 @@ def transfer(painter: NeuralPainter, image: torch.Tensor, opts: ISTOptions | Non
     target = F.interpolate(image[None].to(dev), size=(opts.size, opts.size), mode="bilinear", antialias=True,
                            align_corners=False)[0].clamp(0, 1)
     painter.gen.requires_grad_(False)
-    field = StrokeField(target.cpu(), painter, opts).to(dev)
+    field = StrokeField(target, painter, opts)
     loss_name, loss_fn = content_loss(opts.loss, dev)
     opt = torch.optim.Adam(field.parameters(), lr=opts.lr)
     aug = None
