@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import DEVICES
 from PIL import Image
 
 from kaogen.cli.main import cli
@@ -60,17 +61,22 @@ def test_fields_are_named_not_sliced():
         S.make_strokes(x0=1)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("H, W", [(32, 32), (24, 40)])
-def test_exact_rasteriser_matches_brute_force(H, W):
+def test_exact_rasteriser_matches_brute_force(H, W, device):
     s = S.random_strokes(24, gen(1))
     s[:4, 2:4] = (s[:4, 0:2] + s[:4, 4:6]) / 2          # straight strokes: the cubic is degenerate
     s[4, 0:6] = torch.tensor([0.5, 0.5, 0.5, 0.5, 0.5, 0.5])  # a dot
-    a = rasterize(s, H, W)
+    a = rasterize(s.to(device), H, W)
+    assert a.device.type == device
     ref = brute_force_alpha(s, H, W)
+    a = a.cpu()
     assert a.shape == (24, H, W) and float(a.min()) >= 0 and float(a.max()) <= 1
     assert (a.double() - ref).abs().max() < 0.02
-    crops = rasterize_crops(s, H, W)
+    crops = rasterize_crops(s.to(device), H, W)
     for m, c in enumerate(crops):                           # windows hold the whole stroke
+        assert c.alpha.device.type == device and isinstance(c.top, int) and isinstance(c.left, int)
+        c.alpha = c.alpha.cpu()
         h, w = c.alpha.shape
         inside = torch.zeros(H, W, dtype=torch.bool)
         inside[c.top:c.top + h, c.left:c.left + w] = True
@@ -138,8 +144,9 @@ def test_batched_shapes_and_resolution_free():
     assert abs(float(f64 - f256)) < 0.01
 
 
-def test_soft_converges_to_exact():
-    s = S.random_strokes(8, gen(4))
+@pytest.mark.parametrize("device", DEVICES)
+def test_soft_converges_to_exact(device):
+    s = S.random_strokes(8, gen(4), device=device)
     exact = rasterize(s, 32)
     errs = [float((soft_rasterize(s, 32, softness=k) - exact).abs().max()) for k in (0.5, 0.1, 0.01)]
     assert errs[0] > errs[1] > errs[2] and errs[2] < 0.015
@@ -195,13 +202,14 @@ def test_recover_known_strokes_by_optimisation():
     assert (S.color(guess) - S.color(true)).abs().max() < 0.05
 
 
-def test_composite_formula_and_prefix_replay():
-    canvas = torch.rand(2, 3, 5, 5, generator=gen(6))
-    alpha = torch.rand(2, 5, 5, generator=gen(7))
-    color = torch.rand(2, 3, generator=gen(8))
+@pytest.mark.parametrize("device", DEVICES)
+def test_composite_formula_and_prefix_replay(device):
+    canvas = torch.rand(2, 3, 5, 5, generator=gen(6)).to(device)
+    alpha = torch.rand(2, 5, 5, generator=gen(7)).to(device)
+    color = torch.rand(2, 3, generator=gen(8)).to(device)
     out = composite(canvas, alpha, color)
     assert torch.allclose(out, canvas * (1 - alpha[:, None]) + alpha[:, None] * color[:, :, None, None])
-    p = Painting(S.random_strokes(30, gen(9)), background=(0.9, 0.85, 0.7))
+    p = Painting(S.random_strokes(30, gen(9), device=device), background=(0.9, 0.85, 0.7))
     stages = dict(p.stages(64, every=10))
     assert sorted(stages) == [0, 10, 20, 30]
     assert torch.allclose(stages[0], p.blank(64, 64))
@@ -260,12 +268,47 @@ def test_gif_export(tmp_path, painting):
                 palettes.add(bytes(im.palette.palette))
             decoded.append(np.asarray(im.convert("RGB")))
         last = decoded[-1]
-    # Every frame (drawn over the previous one through the transparent index) shows its stage.
+    # Every frame (the rectangle that changed, drawn over the previous frame) shows its stage.
     stages = [(c.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8) for _, c in painting.stages(64, 4)]
     assert len(stages) == len(decoded) and min(psnr(a, b) for a, b in zip(decoded, stages)) > 30
     assert min(durations) >= 20 and durations[-1] == 1500
     assert len(palettes) == 1                       # one global palette: no flicker
     assert psnr(last, png) > 30
+
+
+def test_gif_decodes_to_frames_of_one_shape_in_every_decoder(tmp_path, painting):
+    """Issue 15: imageio.v3.imread(gif, index=None) raised "all input arrays must have the same shape"
+    (the first frame came back RGB, the later ones, which used a transparent index, RGBA). Every
+    decoder here (imageio v3 and v2 through Pillow, Pillow itself, ffmpeg) gets the same number of
+    (H, W, 3) frames showing the stages; no frame relies on transparency (which browsers and decoders
+    treat differently); one global palette; a sensible size."""
+    import subprocess
+
+    import imageio.v3 as iio
+    import imageio_ffmpeg
+
+    out = export(painting, tmp_path / "a.gif", ExportOptions(size=64, fps=10, strokes_per_frame=4, hold=1.0))
+    stages = [(c.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8) for _, c in painting.stages(64, 4)]
+    frames = iio.imread(out, index=None)                                     # imageio's default reader
+    assert frames.shape == (len(stages), 64, 64, 3) and frames.dtype == np.uint8
+    assert min(psnr(a, b) for a, b in zip(frames, stages)) > 30
+    v2 = imageio.mimread(out)
+    assert len(v2) == len(stages) and {f.shape for f in v2} == {(64, 64, 3)}
+    with Image.open(out) as im:
+        assert "transparency" not in im.info and im.info.get("background", 0) < 256
+        pil = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            assert "transparency" not in im.info and im.disposal_method in (0, 1)
+            pil.append(np.asarray(im.convert("RGB")))
+    assert np.array_equal(np.stack(pil), frames)
+    ff = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(out), "-fps_mode", "passthrough",
+                         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, timeout=120)
+    assert ff.returncode == 0, ff.stderr.decode()[-500:]
+    decoded = np.frombuffer(ff.stdout, np.uint8)
+    assert decoded.size == len(stages) * 64 * 64 * 3                        # frame count and size
+    assert np.array_equal(decoded.reshape(-1, 64, 64, 3), frames)
+    assert out.stat().st_size < 0.25 * frames.nbytes                        # measured: 0.14
 
 
 def test_mp4_webp_folder_svg_sheet(tmp_path, painting):
@@ -337,17 +380,18 @@ def test_render_cli(tmp_path, painting):
     assert r.exit_code == 2 and "unknown key 'sise'" in r.output
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("H,W", [(128, 128), (37, 61), (300, 200)])
-def test_tiled_fast_path_equals_the_plain_windowed_path(H, W):
+def test_tiled_fast_path_equals_the_plain_windowed_path(H, W, device):
     """The tile-culled rasteriser (default) against the plain windowed one: same alpha, crops and canvases."""
     g = torch.Generator().manual_seed(H + W)
-    s = S.random_strokes(40, g)
+    s = S.random_strokes(40, g, device=device)
     s[:10, 6:8] *= 0.02                                  # hairlines: most of their tiles are culled
     s[10:15, 0:6] = s[10:15, 0:6] * 0.1                  # strokes in a corner
     s[15:20, 0:6] = 1 - s[15:20, 0:6] * 0.05             # and at the far edge
     torch.testing.assert_close(rasterize(s, H, W), rasterize(s, H, W, tiled=False), atol=1e-6, rtol=0)
     for tiled in (True, False):
-        out = torch.zeros(len(s), H, W)
+        out = torch.zeros(len(s), H, W, device=device)
         for i, c in enumerate(rasterize_crops(s, H, W, tiled=tiled)):
             out[i, c.top:c.top + c.alpha.shape[0], c.left:c.left + c.alpha.shape[1]] = c.alpha
         torch.testing.assert_close(out, rasterize(s, H, W, tiled=False), atol=1e-6, rtol=0)

@@ -22,6 +22,7 @@ from kaogen.cli.common import common_options, force_option, refuse_overwrite
 @force_option
 def render(painting, out, size, fps, strokes_per_frame, hold, side_by_side, contact_sheet, force, device, seed):
     """Render a painting file (JSON) to an animation, image, SVG or frame folder."""
+    import kaogen.ist.brush_kind  # noqa: F401  (registers the neural painter loader: neural-brush paintings)
     from kaogen.device import resolve_device
     from kaogen.render.export import ExportOptions, export
     from kaogen.render.painting import Painting

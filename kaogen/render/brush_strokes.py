@@ -10,11 +10,15 @@ A batch is a float tensor (..., 23) in [0, 1]:
 Rendering needs the neural painter the painting was made with (its checkpoint is named in the
 painting's provenance; the shipped painter of the brush otherwise): each stroke's 64 px alpha is
 resized to its block at the output resolution, so a painting made at 256 px renders at any size.
+The renderer does not know how to load painters: a painting carries its painter (`painter=`), or the
+loader registered for its stroke kind (`register_brush`) loads it; `import kaogen.ist.brush_kind`
+registers intrinsic style transfer's (the CLI does).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -39,34 +43,67 @@ def unit_to_noise(u: torch.Tensor) -> torch.Tensor:
     return math.sqrt(2) * torch.erfinv(2 * u.clamp(1e-6, 1 - 1e-6) - 1)
 
 
-def load_painter(provenance: dict, device=None):
-    from pathlib import Path
+# stroke kind -> loader(provenance, device) -> painter. The renderer owns this seam and imports no
+# painter itself: the package that trains painters registers its loader (kaogen/ist/brush_kind.py).
+_LOADERS: dict[str, Callable[[dict, torch.device], object]] = {}
+_PROVIDERS = {"neural-brush": "kaogen.ist.brush_kind"}     # what to import, named in the error only
 
-    from kaogen.ist.painter import NeuralPainter, shipped_painter
 
-    ck = provenance.get("checkpoint")
-    if ck and Path(ck).is_file():
-        return NeuralPainter.load(ck, device or "cpu")
-    brush = provenance.get("brush")
-    if not brush:
-        raise KaogenError("this neural-brush painting names neither its painter checkpoint nor its brush")
-    return shipped_painter(brush, device or "cpu")
+def register_brush(kind: str, loader: Callable[[dict, torch.device], object]) -> None:
+    """Make paintings of stroke kind `kind` renderable without a painter attached: `loader(provenance,
+    device)` returns the painter (a callable (shape (n, 9), z (n, noise)) -> alpha (n, 64, 64) with a
+    `gen` module) that the painting's provenance names, on `device`. Registering again replaces it."""
+    if not callable(loader):
+        raise KaogenError(f"the loader registered for {kind!r} strokes must be callable")
+    _LOADERS[kind] = loader
+
+
+def brush_loader(kind: str) -> Callable[[dict, torch.device], object]:
+    try:
+        return _LOADERS[kind]
+    except KeyError:
+        where = _PROVIDERS.get(kind)
+        hint = f"import {where} first (the kaogen CLI does)" if where else "register one with register_brush()"
+        raise KaogenError(f"rendering {kind} strokes needs their painter and no loader for {kind!r} is registered: "
+                          f"{hint}, or pass the loaded painter as Painting(..., painter=...)") from None
+
+
+def load_painter(provenance: dict, device=None, kind: str = "neural-brush"):
+    """The painter a painting of `kind` was made with, through the registered loader, on `device`."""
+    return brush_loader(kind)(provenance, torch.device(device if device is not None else "cpu"))
+
+
+def _painter_device(painter) -> torch.device:
+    gen = getattr(painter, "gen", None)
+    for p in (gen.parameters() if gen is not None else ()):
+        return p.device
+    return torch.device("cpu")
 
 
 @torch.no_grad()
-def brush_crops(s: torch.Tensor, H: int, W: int, painter) -> list:
-    """StrokeCrops (alpha in the stroke's block at H x W, top, left) of neural-brush strokes (N, 23)."""
+def brush_crops(s: torch.Tensor, H: int, W: int, painter, device=None) -> list:
+    """StrokeCrops (alpha in the stroke's block at H x W, top, left) of neural-brush strokes (N, 23),
+    on `device` (default: the strokes' device), wherever the painter is.
+
+    Host transfers: the blocks of all strokes in one, the painter's alphas to `device` in one.
+    """
     from kaogen.render.rasterize import StrokeCrop
 
-    if s.shape[-1] != NUM_FIELDS:
-        raise KaogenError(f"neural-brush strokes have {NUM_FIELDS} fields, got {s.shape[-1]}")
-    dev = next(painter.gen.parameters()).device
-    s = s.to(dev)
-    z = unit_to_noise(s[:, 15:15 + painter.gen.noise])
-    alpha = torch.cat([painter(s[i:i + 512, 3:12], z[i:i + 512]) for i in range(0, len(s), 512)]) if len(s) else s.new_zeros(0, 64, 64)
+    if not isinstance(s, torch.Tensor) or s.dim() != 2 or s.shape[-1] != NUM_FIELDS:
+        raise KaogenError(f"neural-brush strokes are (N, {NUM_FIELDS}), got {tuple(getattr(s, 'shape', ()))}")
+    out_dev = s.device if device is None else torch.device(device)
+    s = s.float()
+    blocks = torch.cat([s[:, :3], torch.isfinite(s).all(-1, keepdim=True).float()], 1).tolist()
+    if not all(row[3] for row in blocks):
+        raise KaogenError(f"neural-brush strokes {tuple(s.shape)} hold NaN or infinite values")
+    if not len(s):
+        return []
+    sp = s.to(_painter_device(painter))
+    z = unit_to_noise(sp[:, 15:15 + painter.gen.noise])
+    alpha = torch.cat([painter(sp[i:i + 512, 3:12], z[i:i + 512]) for i in range(0, len(sp), 512)])
+    alpha = alpha.to(device=out_dev, dtype=torch.float32)                          # one copy, not one per stroke
     out = []
-    for i, row in enumerate(s.tolist()):
-        bx, by, bs = row[:3]
+    for i, (bx, by, bs, _) in enumerate(blocks):
         top, left = int(round(by * H)), int(round(bx * W))
         h, w = max(1, int(round(bs * H))), max(1, int(round(bs * W)))
         a = F.interpolate(alpha[i][None, None], size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0, 0]

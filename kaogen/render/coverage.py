@@ -56,13 +56,18 @@ def stroke_windows(s: torch.Tensor, H: int, W: int, margin: float = 1.0) -> Wind
     s = s.detach()
     p0, p1, p2 = S.points(s)
     pts = torch.stack([p0, p1, p2], dim=1)                                          # (M, 3, 2)
-    scale = torch.tensor([W, H], dtype=s.dtype, device=s.device)
     grow = S.radius(s).amax(-1, keepdim=True) * min(H, W) + margin                  # (M, 1)
-    lo = torch.floor(pts.amin(1) * scale - grow).clamp(min=0)
-    hi = torch.minimum(torch.ceil(pts.amax(1) * scale + grow), scale)
+    lo = torch.floor(S.to_pixels(pts.amin(1), H, W) - grow).clamp(min=0)
+    hi = torch.minimum(torch.ceil(S.to_pixels(pts.amax(1), H, W) + grow), S.to_pixels(torch.ones_like(lo), H, W))
     size = (hi - lo).clamp(min=1)
-    w = min(max(int(size[:, 0].max()), 1), W) if len(s) else 1
-    h = min(max(int(size[:, 1].max()), 1), H) if len(s) else 1
+    if len(s):
+        # one host transfer: the common window size and whether every stroke is finite
+        w, h, finite = torch.cat([size.amax(0), torch.isfinite(s).all().to(size.dtype).view(1)]).tolist()
+        if not finite:
+            raise S.not_finite_error(s)
+        w, h = min(max(int(w), 1), W), min(max(int(h), 1), H)
+    else:
+        w = h = 1
     left = lo[:, 0].clamp(max=W - w).long()
     top = lo[:, 1].clamp(max=H - h).long()
     return Windows(top=top, left=left, h=h, w=w)
@@ -70,9 +75,7 @@ def stroke_windows(s: torch.Tensor, H: int, W: int, margin: float = 1.0) -> Wind
 
 def _curve_px(s: torch.Tensor, H: int, W: int):
     """P0, a, b of every stroke in pixels, each (M, 2)."""
-    p0, p1, p2 = S.points(s)
-    scale = torch.tensor([W, H], dtype=s.dtype, device=s.device)
-    p0, p1, p2 = p0 * scale, p1 * scale, p2 * scale
+    p0, p1, p2 = (S.to_pixels(p, H, W) for p in S.points(s))
     return p0, p1 - p0, p0 - 2 * p1 + p2
 
 

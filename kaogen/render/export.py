@@ -53,18 +53,37 @@ def frame_plan(n_strokes: int, strokes_per_frame: int | None, frames: int = 60) 
     return max(1, math.ceil(n_strokes / frames))
 
 
+FRAME_BATCH_BYTES = 64 << 20      # frames are copied to the host in batches of about this many bytes
+
+
+def _uint8(canvas: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) in [0, 1] -> (H, W, 3) uint8 on the canvas' device (the rounding of tensor_to_uint8)."""
+    return (canvas.permute(1, 2, 0).float() * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)
+
+
 def _frames(painting: Painting, opts: ExportOptions) -> list[np.ndarray]:
-    """uint8 (H, W', 3) frames: background, stages, final (with the side image when asked)."""
+    """uint8 (H, W', 3) frames: background, stages, final (with the side image when asked).
+
+    Frames are converted to uint8 where they are painted and copied to the host in batches (one
+    transfer per FRAME_BATCH_BYTES of frames), not one by one."""
     every = frame_plan(len(painting), opts.strokes_per_frame)
     H, W = painting.canvas_size(opts.size)
     side = None
     if opts.side_by_side:
         side = tensor_to_uint8(load_rgb(opts.side_by_side, size=(H, W)))
-    out = []
+    out, batch = [], []
+
+    def flush():
+        if batch:
+            out.extend(torch.stack(batch).cpu().numpy())
+            batch.clear()
+
     for _, canvas in painting.stages(opts.size, every, device=opts.device):
-        a = tensor_to_uint8(canvas)
-        out.append(np.concatenate([side, a], axis=1) if side is not None else a)
-    return out
+        batch.append(_uint8(canvas))
+        if len(batch) * batch[0].numel() >= FRAME_BATCH_BYTES:
+            flush()
+    flush()
+    return [np.concatenate([side, a], axis=1) for a in out] if side is not None else out
 
 
 def global_palette(frames: list[np.ndarray], colors: int = 256) -> Image.Image:
@@ -75,23 +94,22 @@ def global_palette(frames: list[np.ndarray], colors: int = 256) -> Image.Image:
 
 
 def write_gif(frames: list[np.ndarray], path: Path, fps: float, hold: float) -> None:
-    """Global 255-colour palette; index 255 is transparent and marks pixels unchanged since the
-    previous frame (with disposal 1 they show through), which compresses far better than repainting."""
-    pal = global_palette(frames, colors=255)
-    idx = [np.asarray(Image.fromarray(f).quantize(palette=pal, dither=Image.Dither.NONE)) for f in frames]
-    palette = pal.getpalette()[: 255 * 3] + [0, 0, 0]
-    images = []
-    for i, a in enumerate(idx):
-        if i > 0:
-            a = np.where(a == idx[i - 1], 255, a).astype(np.uint8)
-        im = Image.fromarray(a, "P")
-        im.putpalette(palette)
-        images.append(im)
+    """One global 256-colour palette (no flicker), every frame a whole picture in it, no transparency.
+
+    Each frame after the first is stored as the rectangle that changed since the previous one, drawn
+    over it (disposal 1, the encoder's own cropping); no pixel is transparent. Marking unchanged
+    pixels with a transparent index compressed better, but decoders disagree on such frames
+    (imageio's Pillow reader returned the first frame as RGB and the later ones as RGBA, so
+    `imageio.v3.imread(gif, index=None)` failed), so every frame decodes to the same (H, W, 3)
+    picture in imageio, Pillow, ffmpeg and browsers.
+    """
+    pal = global_palette(frames, colors=256)
+    images = [Image.fromarray(f).quantize(palette=pal, dither=Image.Dither.NONE) for f in frames]
     delay = max(20, int(round(1000 / fps / 10)) * 10)            # GIF counts centiseconds; < 20 ms is clamped by browsers
     durations = [delay] * (len(images) - 1) + [max(delay, int(round(hold * 1000 / 10)) * 10)]
     with atomic_path(path) as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations,
-                       loop=0, optimize=False, disposal=1, transparency=255)
+                       loop=0, optimize=False, disposal=1, palette=pal.getpalette()[: 256 * 3])
 
 
 def write_webp(frames: list[np.ndarray], path: Path, fps: float, hold: float) -> None:

@@ -37,6 +37,11 @@ FORMAT, VERSION = "kaogen-painting", 1
 STROKE_KINDS = {"bezier": S.FIELDS, "neural-brush": B.FIELDS}
 
 
+def _on(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t` on `device`: copied only when it lives elsewhere."""
+    return t if t.device == device else t.to(device)
+
+
 @dataclass
 class Painting:
     strokes: torch.Tensor                                       # (N, 13) in [0, 1], painting order
@@ -55,16 +60,21 @@ class Painting:
     def fields(self) -> tuple[str, ...]:
         return STROKE_KINDS[self.kind]
 
+    def render_device(self, device=None) -> torch.device:
+        """Where rendering happens: `device`, or by default the strokes' device."""
+        return self.strokes.device if device is None else torch.device(device)
+
     def crops(self, H: int, W: int, device=None) -> list:
-        """Every stroke's alpha in its own window at H x W (StrokeCrops, painting order)."""
-        s = self.strokes.to(device=device, dtype=torch.float32)
-        if not len(s):
+        """Every stroke's alpha in its own window at H x W (StrokeCrops, painting order), on `device`
+        (default: the strokes')."""
+        dev = self.render_device(device)
+        if not len(self.strokes):
             return []
         if self.kind == "bezier":
-            return rasterize_crops(s, H, W)
+            return rasterize_crops(_on(self.strokes, dev).float(), H, W)
         if self.painter is None:
-            self.painter = B.load_painter(self.provenance, device)
-        return B.brush_crops(s, H, W, self.painter)
+            self.painter = B.load_painter(self.provenance, dev, self.kind)
+        return B.brush_crops(self.strokes, H, W, self.painter, dev)
 
     def colors(self) -> torch.Tensor:
         """(N, 3) RGB of every stroke."""
@@ -80,19 +90,26 @@ class Painting:
         return size, max(1, round(size * self.aspect))
 
     def blank(self, H: int, W: int, device=None) -> torch.Tensor:
-        return torch.tensor(self.background, dtype=torch.float32, device=device)[:, None, None].expand(3, H, W).clone()
+        """The background (3, H, W) on `device` (default: the strokes'), filled from Python numbers: no host tensor."""
+        canvas = torch.empty(3, H, W, dtype=torch.float32, device=self.render_device(device))
+        for c, v in enumerate(self.background):
+            canvas[c].fill_(float(v))
+        return canvas
 
     def stages(self, size: int, every: int = 1, device=None) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield (k, canvas (3, H, W) in [0, 1]) for k = 0, every, 2*every, ..., N (always ending at N).
 
-        Every stroke is rasterised once, in its own window; stages are snapshots of one canvas.
+        Every stroke is rasterised once, in its own window; stages are snapshots of one canvas, on
+        `device` (default: the strokes' device). Host synchronisations are a fixed few per call,
+        none per stroke.
         """
         if every < 1:
             raise KaogenError("strokes per frame must be at least 1")
         H, W = self.canvas_size(size)
+        device = self.render_device(device)
         canvas = self.blank(H, W, device)
         crops = self.crops(H, W, device)
-        colors = self.colors().to(device=device, dtype=torch.float32)
+        colors = _on(self.colors(), device).float()
         yield 0, canvas.clone()
         for k, crop in enumerate(crops, start=1):
             composite_crop_(canvas, crop.alpha, colors[k - 1], crop.top, crop.left)
@@ -100,7 +117,8 @@ class Painting:
                 yield k, canvas.clone()
 
     def render(self, size: int, upto: int | None = None, device=None) -> torch.Tensor:
-        """The canvas after the first `upto` strokes (all by default): (3, H, W) in [0, 1]."""
+        """The canvas after the first `upto` strokes (all by default): (3, H, W) in [0, 1], on `device`
+        (default: the strokes' device)."""
         sub = self if upto is None else Painting(self.strokes[:upto], self.background, self.aspect, self.kind,
                                                  self.provenance, self.painter)
         *_, (_, canvas) = sub.stages(size, every=max(1, len(sub)), device=device)

@@ -3,6 +3,10 @@
     crops = rasterize_crops(strokes, H, W)     # per-stroke windows: cheap, for compositing paintings
     alpha = rasterize(strokes, H, W)           # (..., H, W) full canvases, for batched agents
 
+Both compute in float32 (float64 for float64 strokes) whatever the strokes' dtype and outside any
+autocast region: float16 strokes overflow in the closest-point cubic (NaN alphas) and bfloat16 ones
+misplace the curve by pixels at 512 px. The alpha is returned in the strokes' dtype.
+
 Strokes are grouped by the size of their bounding box (sorted, about `budget` window pixels per
 group), so small strokes are not evaluated over the window of the largest one.
 """
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from kaogen.device import float32_region
 from kaogen.render import strokes as S
 from kaogen.render.coverage import Windows, alpha_in_windows, hard_ramp, stroke_windows
 from kaogen.render.tiles import stroke_tiles, tile_crop, tiles_to_canvas
@@ -34,11 +39,14 @@ def _groups(s: torch.Tensor, H: int, W: int, budget: int) -> list[torch.Tensor]:
     """
     p0, p1, p2 = S.points(s.detach())
     pts = torch.stack([p0, p1, p2], 1)                                               # (M, 3, 2)
-    ext = (pts.amax(1) - pts.amin(1)) * torch.tensor([W, H], dtype=s.dtype, device=s.device)
+    ext = S.to_pixels(pts.amax(1) - pts.amin(1), H, W)
     ext = ext + 2 * S.radius(s.detach()).amax(-1, keepdim=True) * min(H, W) + 2
     area = ext.clamp(max=max(H, W)).prod(-1)
     order = torch.argsort(area, descending=True)
-    groups, start, areas = [], 0, area[order].tolist()
+    *areas, finite = torch.cat([area[order], torch.isfinite(s).all().to(area.dtype).view(1)]).tolist()  # one transfer
+    if not finite:
+        raise S.not_finite_error(s)
+    groups, start = [], 0
     while start < len(order):
         n = max(1, int(budget // max(areas[start], 1.0)))
         groups.append(order[start:start + n])
@@ -55,15 +63,21 @@ def rasterize_crops(s: torch.Tensor, H: int, W: int, budget: int = 65536, tiled:
            False evaluates every window pixel (the plain path the fast one is tested against).
     Returns: M StrokeCrops, in the order of `s`; alpha values in [0, 1].
     """
-    s = S.check_strokes(s).reshape(-1, S.NUM_FIELDS)
+    s = S.check_strokes(s, finite=False).reshape(-1, S.NUM_FIELDS)
+    with float32_region(s.device):
+        return _crops(s.to(S.compute_dtype(s)), H, W, budget, tiled, s.dtype)
+
+
+def _crops(s: torch.Tensor, H: int, W: int, budget: int, tiled: bool, dtype: torch.dtype) -> list[StrokeCrop]:
     if tiled:
         t = stroke_tiles(s, H, W)
+        t.alpha = t.alpha.to(dtype)                                                  # once, not per stroke
         return [StrokeCrop(*tile_crop(t, i, H, W)) for i in range(len(s))]
     out: list[StrokeCrop | None] = [None] * len(s)
     for idx in _groups(s, H, W, budget):
         g = s[idx]
         win = stroke_windows(g, H, W, margin=1.0)
-        a = alpha_in_windows(g, win, H, W, hard_ramp)
+        a = alpha_in_windows(g, win, H, W, hard_ramp).to(dtype)
         tops, lefts = win.top.tolist(), win.left.tolist()
         for j, i in enumerate(idx.tolist()):
             out[i] = StrokeCrop(a[j], tops[j], lefts[j])
@@ -79,16 +93,18 @@ def rasterize(s: torch.Tensor, H: int, W: int | None = None, budget: int = 65536
     """
     W = H if W is None else W
     lead = s.shape[:-1]
-    flat = S.check_strokes(s).reshape(-1, S.NUM_FIELDS)
-    if tiled:
-        return tiles_to_canvas(stroke_tiles(flat, H, W), H, W).reshape(*lead, H, W)
-    full = torch.zeros(len(flat), H * W, device=s.device, dtype=s.dtype)
-    for idx in _groups(flat, H, W, budget):
-        g = flat[idx]
-        win = stroke_windows(g, H, W, margin=1.0)
-        a = alpha_in_windows(g, win, H, W, hard_ramp)
-        full[idx] = _place(a, win, H, W)
-    return full.reshape(*lead, H, W)
+    flat = S.check_strokes(s, finite=False).reshape(-1, S.NUM_FIELDS)
+    with float32_region(s.device):
+        flat = flat.to(S.compute_dtype(flat))
+        if tiled:
+            return tiles_to_canvas(stroke_tiles(flat, H, W), H, W).to(s.dtype).reshape(*lead, H, W)
+        full = torch.zeros(len(flat), H * W, device=s.device, dtype=flat.dtype)
+        for idx in _groups(flat, H, W, budget):
+            g = flat[idx]
+            win = stroke_windows(g, H, W, margin=1.0)
+            a = alpha_in_windows(g, win, H, W, hard_ramp)
+            full[idx] = _place(a, win, H, W)
+        return full.to(s.dtype).reshape(*lead, H, W)
 
 
 def _place(a: torch.Tensor, win: Windows, H: int, W: int) -> torch.Tensor:

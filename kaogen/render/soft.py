@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from kaogen.device import float32_region
 from kaogen.render import strokes as S
 from kaogen.render.coverage import alpha_in_windows, hard_ramp, stroke_windows
 from kaogen.render.rasterize import _place
@@ -40,11 +41,13 @@ def soft_rasterize(s: torch.Tensor, H: int, W: int | None = None, softness: floa
                    alpha beyond it is taken as 0. A margin >= the canvas size evaluates every pixel,
                    which makes alpha exactly continuous in the parameters (gradcheck).
     Returns:
-        (..., H, W) alpha in [0, 1]
+        (..., H, W) alpha in [0, 1], in the strokes' dtype (computed in float32 or float64, see rasterize.py)
     """
     W = H if W is None else W
     lead = s.shape[:-1]
-    flat = S.check_strokes(s).reshape(-1, S.NUM_FIELDS)
-    win = stroke_windows(flat, H, W, margin=1.0 + 8.0 * softness if margin is None else margin)
-    a = alpha_in_windows(flat, win, H, W, lambda x: soft_ramp(x, softness), eps=1e-8)
-    return _place(a, win, H, W).reshape(*lead, H, W)
+    flat = S.check_strokes(s, finite=False).reshape(-1, S.NUM_FIELDS)
+    with float32_region(s.device):                   # float32 (float64 for float64 strokes), never autocast
+        flat = flat.to(S.compute_dtype(flat))        # differentiable: float16 strokes get float16 gradients
+        win = stroke_windows(flat, H, W, margin=1.0 + 8.0 * softness if margin is None else margin)
+        a = alpha_in_windows(flat, win, H, W, lambda x: soft_ramp(x, softness), eps=1e-8)
+        return _place(a, win, H, W).to(s.dtype).reshape(*lead, H, W)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from kaogen.errors import KaogenError
+
 FIELDS = ("x0", "y0", "x1", "y1", "x2", "y2", "z0", "z2", "w0", "w2", "r", "g", "b")
 NUM_FIELDS = len(FIELDS)          # 13
 SHAPE_FIELDS = FIELDS[:10]        # the 10 numbers the neural renderer of L2P sees
@@ -27,13 +29,41 @@ MIN_RADIUS = 1.0 / 256.0
 RADIUS_SPAN = 64.0 / 256.0
 
 
-def check_strokes(s: torch.Tensor) -> torch.Tensor:
-    """Validate a stroke tensor: floating point, last dimension 13."""
+class StrokeError(KaogenError, ValueError):
+    """Strokes of the wrong shape or with non-finite values (a ValueError too, as before)."""
+
+
+class StrokeTypeError(KaogenError, TypeError):
+    """Strokes that are not a floating-point tensor (a TypeError too, as before)."""
+
+
+def check_strokes(s: torch.Tensor, finite: bool = True) -> torch.Tensor:
+    """Validate a stroke tensor: floating point (any precision), last dimension 13, and (with
+    `finite`) no NaN or inf, which would otherwise come out as NaN alphas or absurd tile boxes.
+
+    The finiteness check reads one flag back from the device (one host synchronisation); the
+    rasterisers pass finite=False and fold the same check into the one host transfer they make anyway
+    (`not_finite_error`).
+    """
     if not isinstance(s, torch.Tensor) or not s.is_floating_point():
-        raise TypeError(f"strokes must be a floating-point tensor, got {type(s).__name__}")
+        raise StrokeTypeError(f"strokes must be a floating-point tensor, got {type(s).__name__}"
+                              + (f" of {s.dtype}" if isinstance(s, torch.Tensor) else ""))
     if s.shape[-1] != NUM_FIELDS:
-        raise ValueError(f"strokes must have shape (..., {NUM_FIELDS}), got {tuple(s.shape)}")
+        raise StrokeError(f"strokes must have shape (..., {NUM_FIELDS}), got {tuple(s.shape)}")
+    if finite and s.numel() and not bool(torch.isfinite(s.detach()).all()):
+        raise not_finite_error(s)
     return s
+
+
+def not_finite_error(s: torch.Tensor) -> StrokeError:
+    return StrokeError(f"strokes {tuple(s.shape)} hold NaN or infinite values; every field must be a number in [0, 1]")
+
+
+def compute_dtype(s: torch.Tensor) -> torch.dtype:
+    """The dtype the rasterisers compute in: float64 for float64 strokes, float32 for every other
+    floating type (float16 and bfloat16 strokes are cast: their 8-11 bit mantissas misplace the
+    curve by pixels at 512 px and overflow in the cubic's coefficients)."""
+    return torch.float64 if s.dtype == torch.float64 else torch.float32
 
 
 def points(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -84,9 +114,19 @@ def random_strokes(n: int, generator: torch.Generator | None = None, device=None
     The control point lies in the box spanned by start and end (as in the reference), radii are
     scaled by `max_radius`, opacities drawn in [min_opacity, 1].
     """
-    s = torch.rand(n, NUM_FIELDS, generator=generator, device=device)
+    if n < 0:
+        raise KaogenError(f"random_strokes needs a stroke count >= 0, not {n}")
+    # A generator draws on its own device (a CPU generator for CUDA strokes keeps CPU and GPU runs
+    # identical); the strokes are then moved to `device` in one copy.
+    where = generator.device if generator is not None else device
+    s = torch.rand(n, NUM_FIELDS, generator=generator, device=where)
     p0, p2 = s[:, 0:2], s[:, 4:6]
     s[:, 2:4] = p0 + (p2 - p0) * s[:, 2:4]
     s[:, 6:8] *= max_radius
     s[:, 8:10] = min_opacity + (1 - min_opacity) * s[:, 8:10]
-    return s
+    return s if device is None else s.to(device)
+
+
+def to_pixels(p: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """Points (..., 2) in canvas units -> pixels (x * W, y * H), with no host tensor involved."""
+    return torch.stack([p[..., 0] * W, p[..., 1] * H], dim=-1)
