@@ -81,12 +81,19 @@ def test_make_strokes_is_deterministic_and_resumes(tmp_path):
         make_strokes("classic/pencil", 2100, a, progress=False)
 
 
-def test_painter_trains_toward_libmypaint_and_resumes(tmp_path):
+@pytest.fixture(scope="module")
+def stroke_data(tmp_path_factory):
+    """1100 libmypaint strokes of the ink brush pen (made once for this module's training tests)."""
     mypaint_or_skip()
     from kaogen.ist.strokes import make_strokes
-    from kaogen.ist.train_painter import PainterTrainConfig, train_painter
 
-    data = make_strokes("classic/kabura", 1100, tmp_path / "s", workers=1, progress=False)
+    return make_strokes("classic/kabura", 1100, tmp_path_factory.mktemp("strokes"), workers=2, progress=False)
+
+
+def test_painter_trains_toward_libmypaint_and_resumes(tmp_path, stroke_data):
+    from kaogen.ist.train_painter import PainterTrainConfig, PainterTraining, train_painter
+
+    data = stroke_data
     cfg = dict(batch=16, holdout=100, checkpoint_every=20, lr=1e-3, width=8)
     first = train_painter(PainterTrainConfig(steps=1, **cfg), data, tmp_path / "r0", progress=False)
     straight = train_painter(PainterTrainConfig(steps=40, **cfg), data, tmp_path / "r1", progress=False)
@@ -100,6 +107,21 @@ def test_painter_trains_toward_libmypaint_and_resumes(tmp_path):
     assert p1.brush == "classic/kabura"
     rows = [json.loads(x) for x in (tmp_path / "r2" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [20, 40]
+    assert all(np.isfinite(r["d_loss"]) and np.isfinite(r["g_loss"]) for r in rows)
+    # the random state is saved as CPU byte tensors (kaogen.device.rng_state) ...
+    from kaogen.checkpoint import load_checkpoint
+
+    rng = load_checkpoint(tmp_path / "r2" / "state.pt").state["rng"]
+    assert isinstance(rng, dict) and rng["gen.batch"].dtype == torch.uint8 and rng["gen.batch"].device.type == "cpu"
+    # ... and a resumed run's Adam step counters stay CPU tensors while the moments sit with the parameters
+    t = PainterTraining(PainterTrainConfig(steps=60, **cfg), data, tmp_path / "r2", device="cpu")
+    assert t.step == 40
+    for opt in (t.opt_g, t.opt_d):
+        for group in opt.param_groups:
+            for p in group["params"]:
+                st = opt.state[p]
+                assert torch.is_tensor(st["step"]) and st["step"].device.type == "cpu" and st["step"].item() == 40
+                assert st["exp_avg"].device == p.device
 
 
 def test_block_phases_cover_without_overlap():
@@ -131,7 +153,8 @@ def test_painting_replays_the_optimised_canvas(painter, tmp_path):
     p = field.painting(painter, 1.0, {"method": "ist", "brush": "classic/kabura"})
     assert len(p) == 9 * 5 and p.kind == "neural-brush"
     torch.testing.assert_close(p.render(128), canvas, atol=2e-4, rtol=0)
-    # JSON round trip; the painter is found through the provenance's checkpoint
+    # JSON round trip; the painter is found through the provenance's checkpoint (the loader brush_kind registers)
+    import kaogen.ist.brush_kind  # noqa: F401
     ck = painter.save(tmp_path / "painter.pt")
     p.provenance["checkpoint"] = str(ck)
     q = Painting.load(p.save(tmp_path / "p.json"))
@@ -179,3 +202,81 @@ def test_paint_ist_cli(painter, tmp_path):
         r = CliRunner().invoke(cli, ["paint", "--method", "ist", str(img), "-o", str(tmp_path / "x.gif"), "--checkpoint",
                                      str(ck), flag, "2"])
         assert r.exit_code == 1 and "--plan" in r.output and not (tmp_path / "x.gif").exists(), (flag, r.output)
+
+
+def test_train_painter_cli_device_and_amp(tmp_path, stroke_data):
+    """--device and --amp/--no-amp reach the training; a device that is not there is a one-line error."""
+    base = ["train-painter", "--strokes", str(stroke_data), "--no-progress"]
+    cfg = tmp_path / "p.toml"
+    cfg.write_text("steps = 2\nbatch = 8\nholdout = 100\ncheckpoint_every = 2\nwidth = 8\namp = true\n")
+    r = CliRunner().invoke(cli, base + ["--out", str(tmp_path / "a"), "--config", str(cfg), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "(cpu, bf16 autocast)" in r.output
+    from kaogen.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "a" / "state.pt").config["amp"] is True            # the config's amp
+    r = CliRunner().invoke(cli, base + ["--out", str(tmp_path / "b"), "--config", str(cfg), "--no-amp"])
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(tmp_path / "b" / "state.pt").config["amp"] is False           # the flag wins
+    if not torch.cuda.is_available():
+        r = CliRunner().invoke(cli, base + ["--out", str(tmp_path / "c"), "--device", "cuda"])
+        assert r.exit_code == 2 and "no CUDA GPU" in r.output and not (tmp_path / "c").exists(), r.output
+
+
+def test_train_painter_amp_is_close_to_float32(tmp_path, stroke_data):
+    """bfloat16 autocast on the CPU: finite losses and fidelity close to the float32 run's, yet really bf16."""
+    from kaogen.ist.train_painter import PainterTrainConfig, train_painter
+
+    cfg = dict(steps=12, batch=16, holdout=100, checkpoint_every=6, lr=1e-3, width=8, adv_after=6)
+    f32 = train_painter(PainterTrainConfig(**cfg), stroke_data, tmp_path / "f32", progress=False)
+    bf16 = train_painter(PainterTrainConfig(amp=True, **cfg), stroke_data, tmp_path / "bf16", progress=False)
+    for k in ("d_loss", "g_loss", "mae", "mse", "psnr"):
+        assert np.isfinite(bf16[k]), k
+        assert bf16[k] == pytest.approx(f32[k], rel=0.05, abs=0.02), (k, bf16[k], f32[k])
+    assert bf16 != f32                                                   # autocast was on: not bit-equal
+
+
+@pytest.mark.parametrize("size", [64, 96, 128, 160, 192, 224, 256, 288])
+def test_every_accepted_canvas_size_paints(painter, size):
+    """From one block (64 px: three empty phases) up: each accepted size paints, and the painting replays it."""
+    target = torch.rand(3, 50, 70, generator=torch.Generator().manual_seed(size))
+    opts = ISTOptions(size=size, strokes=1, steps=2, loss="offline")
+    p, _ = transfer(painter, target, opts)
+    m = (size - 64) // 32 + 1
+    assert len(p) == m * m and torch.isfinite(p.strokes).all()
+    field = StrokeField(target[:, :1, :1].expand(3, size, size).contiguous(), painter, opts)
+    with torch.no_grad():
+        canvas = field.render(painter)
+    torch.testing.assert_close(field.painting(painter, 1.0, {}).render(size), canvas, atol=2e-4, rtol=0)
+
+
+@pytest.mark.parametrize("kw", [dict(size=0), dict(size=32), dict(size=63), dict(size=65), dict(size=100),
+                                dict(size=64.0), dict(size=True), dict(strokes=0), dict(steps=-1), dict(lr=0.0),
+                                dict(video_every=-2), dict(paper=(1, 2, 3))])
+def test_unpaintable_options_are_refused_in_one_line(kw):
+    with pytest.raises(KaogenError) as e:
+        ISTOptions(**kw)
+    assert len(str(e.value).splitlines()) == 1 and "IST" in str(e.value)
+
+
+def test_ist_host_syncs_per_step_do_not_grow_with_strokes(painter):
+    """Index tensors are built once, on the canvas' device: an optimisation step copies nothing per stroke."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sync_counter import SyncCounter
+
+    target = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))
+    transfer(painter, target, ISTOptions(size=128, strokes=9, steps=2, loss="offline"))       # imports, caches
+    counts = {}
+    for strokes in (9, 72):                                                  # 1 and 8 strokes per block
+        for steps in (0, 2, 6):
+            with SyncCounter() as c:
+                transfer(painter, target, ISTOptions(size=128, strokes=strokes, steps=steps, loss="offline"))
+            counts[strokes, steps] = c.counts["sync"] + c.counts["h2d"], c.report()
+    for strokes in (9, 72):
+        per_step = (counts[strokes, 6][0] - counts[strokes, 2][0]) / 4
+        assert per_step <= 20, (strokes, per_step, counts[strokes, 6][1])       # kornia's kernels and affine only
+        assert counts[strokes, 0][0] <= 40, counts[strokes, 0][1]               # set-up and the painting's export
+    assert [counts[9, s][0] for s in (0, 2, 6)] == [counts[72, s][0] for s in (0, 2, 6)], counts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kaogen.cli.common import seed_option
+from kaogen.cli.common import device_option, seed_option
 
 
 @click.command("make-strokes")
@@ -27,16 +27,22 @@ def make_strokes_cmd(brush, count, out, workers, progress, seed):
 @click.option("--strokes", required=True, type=click.Path(file_okay=False), help="A make-strokes folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (resumed if it exists).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="TOML PainterTrainConfig.")
-@click.option("--steps", type=int, default=None, help="Total training steps.")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Total training steps.")
+@click.option("--amp/--no-amp", default=None,
+              help="bfloat16 autocast for the networks on any device (losses stay float32) [default: the config's amp, off].")
 @click.option("--progress/--no-progress", default=True)
+@device_option
 @seed_option
-def train_painter_cmd(strokes, out, config_path, steps, progress, seed):
+def train_painter_cmd(strokes, out, config_path, steps, amp, progress, device, seed):
     """Train Nakano's GAN neural painter on libmypaint strokes."""
     from kaogen.config import load_config
+    from kaogen.device import resolve_device
     from kaogen.ist.mypaint import MyPaint
     from kaogen.ist.train_painter import PainterTrainConfig, train_painter
 
     MyPaint.load()            # the painter imitates libmypaint: say so in one line when it is missing
-    cfg = load_config(PainterTrainConfig, config_path, steps=steps)
-    fid = train_painter(cfg, strokes, out, seed, progress)
-    click.echo(f"held-out strokes vs libmypaint: alpha MAE {fid['mae']:.4f}, stroke PSNR {fid['psnr']:.2f} dB -> {out}/painter.pt")
+    cfg = load_config(PainterTrainConfig, config_path, steps=steps, amp=amp)
+    dev = resolve_device(device)
+    fid = train_painter(cfg, strokes, out, seed, progress, device=dev)
+    click.echo(f"held-out strokes vs libmypaint: alpha MAE {fid['mae']:.4f}, stroke PSNR {fid['psnr']:.2f} dB "
+               f"({dev}{', bf16 autocast' if cfg.amp else ''}) -> {out}/painter.pt")

@@ -32,6 +32,9 @@ from kaogen.ist.strokes import load_strokes
 from kaogen.plot import line_plot
 
 
+LOG_EVERY = 25                   # steps between host syncs for the progress bar and the divergence check
+
+
 @dataclass
 class PainterTrainConfig:
     steps: int = 20000
@@ -46,100 +49,189 @@ class PainterTrainConfig:
     width: int = 16
     holdout: int = 1000
     checkpoint_every: int = 500
+    amp: bool = False            # bfloat16 autocast for the networks (any device); losses stay float32
+
+
+def _same_config(saved: dict, cfg: PainterTrainConfig) -> bool:
+    """A run resumes under its own config (steps may grow); keys added since it was saved take their defaults."""
+    old = asdict(PainterTrainConfig()) | saved
+    return {k: v for k, v in old.items() if k != "steps"} == {k: v for k, v in asdict(cfg).items() if k != "steps"}
 
 
 def fidelity(painter: NeuralPainter, shape: torch.Tensor, alpha: torch.Tensor, g: torch.Generator) -> dict[str, float]:
-    """Painter vs libmypaint on (shape, alpha) pairs: alpha MAE / MSE and PSNR of black-on-white strokes."""
+    """Painter vs libmypaint on (shape, alpha) pairs: alpha MAE / MSE and PSNR of black-on-white strokes.
+
+    float32 throughout (no autocast): alpha may be uint8 (as stored) or float in [0, 1]; `g` is a
+    generator on the painter's device. One host sync."""
+    dev = next(painter.gen.parameters()).device
     with torch.no_grad():
-        z = torch.randn(len(shape), painter.gen.noise, generator=g)
-        pred = torch.cat([painter(shape[i:i + 256], z[i:i + 256]) for i in range(0, len(shape), 256)])
+        z = torch.randn(len(shape), painter.gen.noise, generator=g, device=dev)
+        pred = torch.cat([painter(shape[i:i + 256].float(), z[i:i + 256]).float() for i in range(0, len(shape), 256)])
+    alpha = alpha.float() / 255 if alpha.dtype == torch.uint8 else alpha.float()
     mse = ((pred - alpha) ** 2).flatten(1).mean(1)
-    return {"mae": (pred - alpha).abs().mean().item(), "mse": mse.mean().item(),
-            "psnr": (-10 * torch.log10(mse.clamp(min=1e-10))).mean().item()}
+    mae, mse_mean, psnr = torch.stack([(pred - alpha).abs().mean(), mse.mean(),
+                                       (-10 * torch.log10(mse.clamp(min=1e-10))).mean()]).tolist()
+    return {"mae": mae, "mse": mse_mean, "psnr": psnr}
 
 
-def train_painter(cfg: PainterTrainConfig, strokes: str | Path, run: str | Path, seed: int = 0, progress: bool = True) -> dict:
-    run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
-    meta = json.loads((Path(strokes) / "strokes.json").read_text()) if (Path(strokes) / "strokes.json").is_file() else {}
-    brush = meta.get("brush", "unknown")
-    acts, alphas = load_strokes(strokes)
-    if len(acts) <= cfg.holdout + cfg.batch:
-        raise KaogenError(f"{strokes} has {len(acts)} strokes: need more than holdout + batch = {cfg.holdout + cfg.batch}")
-    shape = torch.from_numpy(acts[:, : len(A.SHAPE)])
-    alpha = torch.from_numpy(alphas).float() / 255
-    n_train = len(shape) - cfg.holdout
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        gen, critic = Generator(cfg.noise, cfg.width), Critic()
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
-    opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
-    g = torch.Generator().manual_seed(seed)
-    step, state_path, metrics = 0, run / "state.pt", run / "metrics.jsonl"
-    if state_path.is_file():
-        ck = load_checkpoint(state_path, kind="neural-painter-train")
-        if ck.config != asdict(cfg) | {"steps": ck.config["steps"]}:
-            raise KaogenError(f"{run} was trained with another config; use a new --out folder")
-        for obj, key in ((gen, "gen"), (critic, "critic"), (opt_g, "opt_g"), (opt_d, "opt_d")):
-            obj.load_state_dict(ck.state[key])
-        g.set_state(ck.state["rng"])
-        step = ck.meta["step"]
-        if metrics.is_file():
-            keep = [ln for ln in metrics.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-            atomic_write_text(metrics, "".join(ln + "\n" for ln in keep))
-    held_s, held_a = shape[n_train:], alpha[n_train:]
+class PainterTraining:
+    """One train-painter run on `device`: the networks, optimisers and random state, fresh or resumed.
 
-    def save() -> dict:
-        save_checkpoint(state_path, Checkpoint("neural-painter-train", asdict(cfg), {
-            "gen": gen.state_dict(), "critic": critic.state_dict(), "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(), "rng": g.get_state()}, {"step": step}))
-        painter = NeuralPainter(gen, brush)
-        fid = fidelity(painter, held_s, held_a, torch.Generator().manual_seed(1))
-        painter.save(run / "painter.pt", {"step": step, "strokes": str(strokes), "heldout": fid})
+    The stroke data set lives on the device (alpha as uint8, converted per batch); batches, noise and
+    mixing weights come from one generator on the device. Resuming loads state.pt to the CPU, restores
+    the random state through kaogen.device.restore_rng (CPU byte tensors) and the optimisers'
+    state through `load_state_dict` (moments follow the parameters to the device, Adam's `step`
+    counters stay CPU tensors)."""
+
+    def __init__(self, cfg: PainterTrainConfig, strokes: str | Path, run: str | Path, seed: int = 0, device="cpu"):
+        from kaogen.device import resolve_device, restore_rng
+
+        self.cfg, self.strokes, self.run = cfg, strokes, Path(run)
+        self.dev = dev = resolve_device(device)
+        self.run.mkdir(parents=True, exist_ok=True)
+        info = Path(strokes) / "strokes.json"
+        self.brush = json.loads(info.read_text()).get("brush", "unknown") if info.is_file() else "unknown"
+        acts, alphas = load_strokes(strokes)
+        if len(acts) <= cfg.holdout + cfg.batch:
+            raise KaogenError(f"{strokes} has {len(acts)} strokes: need more than holdout + batch = {cfg.holdout + cfg.batch}")
+        self.shape = torch.from_numpy(acts[:, : len(A.SHAPE)]).to(dev)          # the data set: one copy to the device
+        self.alpha = torch.from_numpy(alphas).to(dev)                           # uint8; / 255 per batch
+        self.n_train = len(self.shape) - cfg.holdout
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)                                             # the same start on every device
+            self.gen, self.critic = Generator(cfg.noise, cfg.width), Critic()
+        self.gen.to(dev)
+        self.critic.to(dev)
+        self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+        self.g = torch.Generator(device=dev).manual_seed(seed)
+        self.step, self.state_path, self.metrics = 0, self.run / "state.pt", self.run / "metrics.jsonl"
+        if self.state_path.is_file():
+            ck = load_checkpoint(self.state_path, kind="neural-painter-train")        # always to the CPU
+            if not _same_config(ck.config, cfg):
+                raise KaogenError(f"{self.run} was trained with another config; use a new --out folder")
+            try:
+                for obj, key in ((self.gen, "gen"), (self.critic, "critic"), (self.opt_g, "opt_g"), (self.opt_d, "opt_d")):
+                    obj.load_state_dict(ck.state[key])          # modules and Adam moments copy to the device
+                rng = ck.state["rng"]
+                if isinstance(rng, torch.Tensor):               # runs saved before kaogen.device.rng_state
+                    rng = {"torch": torch.get_rng_state(), "gen.batch": rng}
+                restore_rng(rng, {"batch": self.g}, dev)
+            except (KeyError, RuntimeError, ValueError) as e:
+                raise KaogenError(f"{self.state_path} does not fit this run ({str(e).splitlines()[0][:120]})") from None
+            self.step = ck.meta["step"]
+            if self.metrics.is_file():
+                keep = [ln for ln in self.metrics.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
+                atomic_write_text(self.metrics, "".join(ln + "\n" for ln in keep))
+        self.held_s, self.held_a = self.shape[self.n_train:], self.alpha[self.n_train:]
+
+    def painter(self) -> NeuralPainter:
+        return NeuralPainter(self.gen, self.brush)
+
+    def fidelity(self) -> dict[str, float]:
+        out = fidelity(self.painter(), self.held_s, self.held_a, torch.Generator(device=self.dev).manual_seed(1))
+        self.gen.train()
+        return out
+
+    def save(self, losses: dict[str, float]) -> dict:
+        from kaogen.device import rng_state
+
+        cfg, gen = self.cfg, self.gen
+        save_checkpoint(self.state_path, Checkpoint("neural-painter-train", asdict(cfg), {
+            "gen": gen.state_dict(), "critic": self.critic.state_dict(), "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(), "rng": rng_state({"batch": self.g}, self.dev)}, {"step": self.step}))
+        fid = self.fidelity()
+        self.painter().save(self.run / "painter.pt", {"step": self.step, "strokes": str(self.strokes), "heldout": fid})
         gen.train()
-        with open(metrics, "a") as f:
-            f.write(json.dumps({"step": step, **fid}) + "\n")
-        rows = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
-        line_plot({k: [(r["step"], r[k]) for r in rows] for k in ("mae", "psnr")}, run / "curves.png")
+        row = {"step": self.step, **fid, **losses}
+        with open(self.metrics, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        rows = [json.loads(ln) for ln in self.metrics.read_text().splitlines() if ln.strip()]
+        line_plot({k: [(r["step"], r[k]) for r in rows] for k in ("mae", "psnr")}, self.run / "curves.png")
         with torch.no_grad():
-            pred = gen.eval()(held_s[:8], torch.randn(8, cfg.noise, generator=torch.Generator().manual_seed(2)))
+            z = torch.randn(8, cfg.noise, generator=torch.Generator(device=self.dev).manual_seed(2), device=self.dev)
+            pred = gen.eval()(self.held_s[:8], z).float()
         gen.train()
-        sheet = 1 - torch.cat([torch.cat(list(held_a[:8]), 1), torch.cat(list(pred), 1)], 0)
-        save_image(run / "heldout.png", sheet[None].expand(3, -1, -1))
-        return fid
+        real = self.held_a[:8].float() / 255
+        sheet = 1 - torch.cat([torch.cat(list(real), 1), torch.cat(list(pred), 1)], 0)
+        save_image(self.run / "heldout.png", sheet[None].expand(3, -1, -1).cpu())
+        return row
 
-    bar = tqdm(total=cfg.steps, initial=step, desc="painter", disable=not progress)
-    fid = {}
-    while step < cfg.steps:
-        idx = torch.randint(n_train, (cfg.batch,), generator=g)
-        s, real = shape[idx], alpha[idx]
-        z = torch.randn(cfg.batch, cfg.noise, generator=g)
-        adversarial = step >= cfg.adv_after
-        # critic
-        fake = gen(s, z).detach()
-        eps = torch.rand(cfg.batch, 1, 1, generator=g)
-        mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
-        grad, = torch.autograd.grad(critic(mix, s).sum(), mix, create_graph=True)
-        gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
-        d_loss = critic(fake, s).mean() - critic(real, s).mean() + cfg.gp * gp
-        opt_d.zero_grad(set_to_none=True)
+    def train_step(self, adversarial: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One critic (and generator) update; returns the float32 losses as device tensors (no host sync)."""
+        from kaogen.device import autocast, float32_region
+
+        cfg, gen, critic, g, dev = self.cfg, self.gen, self.critic, self.g, self.dev
+        idx = torch.randint(self.n_train, (cfg.batch,), generator=g, device=dev)
+        s, real = self.shape[idx], self.alpha[idx].float() / 255              # libmypaint's strokes: float32
+        z = torch.randn(cfg.batch, cfg.noise, generator=g, device=dev)
+        eps = torch.rand(cfg.batch, 1, 1, generator=g, device=dev)
+        with autocast(dev, cfg.amp):
+            # critic: WGAN-GP; the interpolation, the gradient penalty and the loss in float32
+            fake = gen(s, z).detach().float()
+            mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
+            grad, = torch.autograd.grad(critic(mix, s).float().sum(), mix, create_graph=True)
+            d_fake, d_real = critic(fake, s).float(), critic(real, s).float()
+            with float32_region(dev):
+                gp = ((grad.float().flatten(1).norm(dim=1) - 1) ** 2).mean()
+                d_loss = d_fake.mean() - d_real.mean() + cfg.gp * gp
+        self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
-        opt_d.step()
-        # generator
-        if step % cfg.critic_every == 0:
-            logit = gen.logits(s, z)
-            g_loss = cfg.recon * F.binary_cross_entropy_with_logits(logit, real)
-            if adversarial:
-                g_loss = g_loss - cfg.adv * critic(torch.sigmoid(logit), s).mean()
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
-        if not (torch.isfinite(d_loss) and torch.isfinite(g_loss)):
-            raise KaogenError(f"painter training diverged at step {step}; the last good state is {state_path}")
-        step += 1
-        bar.update(1)
-        bar.set_postfix(d=f"{d_loss.item():.3g}", g=f"{g_loss.item():.3g}")
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            fid = save()
-    bar.close()
-    return fid or fidelity(NeuralPainter(gen, brush), held_s, held_a, torch.Generator().manual_seed(1))
+        self.opt_d.step()
+        if self.step % cfg.critic_every:
+            return d_loss.detach(), None
+        with autocast(dev, cfg.amp):
+            logit = gen.logits(s, z).float()
+            adv = critic(torch.sigmoid(logit), s).float() if adversarial else None
+            with float32_region(dev):
+                g_loss = cfg.recon * F.binary_cross_entropy_with_logits(logit, real)
+                if adv is not None:
+                    g_loss = g_loss - cfg.adv * adv.mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        return d_loss.detach(), g_loss.detach()
+
+    def train(self, progress: bool = True) -> dict:
+        """Train to cfg.steps. Losses are summed on the device; the host reads them (one sync) every
+        LOG_EVERY steps and at checkpoints, where a non-finite loss stops the run before anything is saved."""
+        cfg = self.cfg
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="painter", disable=not progress)
+        sums = torch.zeros(4, device=self.dev)          # d_loss, g_loss, generator updates, non-finite losses
+        since_ckpt = torch.zeros(4, device=self.dev)
+        n_log, n_ckpt, last_good, row = 0, 0, self.step, {}
+        while self.step < cfg.steps:
+            d_loss, g_loss = self.train_step(self.step >= cfg.adv_after)
+            zero = torch.zeros((), device=self.dev)
+            gl = g_loss if g_loss is not None else zero
+            bad = (~torch.isfinite(d_loss)).float() + (0.0 if g_loss is None else (~torch.isfinite(g_loss)).float())
+            upd = torch.stack([d_loss, gl, zero + (g_loss is not None), bad])
+            sums += upd
+            self.step += 1
+            n_log += 1
+            bar.update(1)
+            ckpt = self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
+            if ckpt or self.step % LOG_EVERY == 0:
+                d, gsum, gn, nbad = sums.tolist()                                 # the one host sync
+                if nbad:
+                    raise KaogenError(f"painter training diverged between steps {last_good} and {self.step}; "
+                                      f"the last good state is {self.state_path}")
+                bar.set_postfix(d=f"{d / n_log:.3g}", g=f"{gsum / max(gn, 1):.3g}")
+                since_ckpt += sums
+                n_ckpt += n_log
+                sums.zero_()
+                n_log, last_good = 0, self.step
+                if ckpt:
+                    d, gsum, gn, _ = since_ckpt.tolist()
+                    row = self.save({"d_loss": d / n_ckpt, "g_loss": gsum / max(gn, 1)})
+                    since_ckpt.zero_()
+                    n_ckpt = 0
+        bar.close()
+        return row or {"step": self.step, **self.fidelity()}
+
+
+def train_painter(cfg: PainterTrainConfig, strokes: str | Path, run: str | Path, seed: int = 0, progress: bool = True,
+                  device="cpu") -> dict:
+    """Train (or resume) the painter; returns the last checkpoint's metrics row: step, held-out
+    mae / mse / psnr, and the mean d_loss / g_loss since the checkpoint before."""
+    return PainterTraining(cfg, strokes, run, seed, device).train(progress)
