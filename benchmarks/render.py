@@ -8,6 +8,8 @@ Rows:
   painting render    200-stroke painting (`kaogen demo`'s) re-rendered at 1024^2, final canvas
   export             200-stroke painting as GIF and MP4 at 256^2 and 1024^2: seconds and bytes
   gif quality        60-frame 256^2 GIF: size, PSNR of its last frame against the PNG
+  host syncs         calls that would wait for a GPU or copy to it (tests/sync_counter.py) in a
+                     200-stroke export: a fixed few per painting, none per stroke
 Every figure is measured on this run's machine (printed first); CUDA rows only when a GPU is present.
 """
 
@@ -105,6 +107,16 @@ def main() -> None:
         psnr = 10 * np.log10(255 ** 2 / max(np.mean((last - ref) ** 2), 1e-12))
         rows.append(("gif quality 256^2", "cpu", f"{len(p60)} strokes, {n} frames", f"{gif.stat().st_size / 1024:,.0f} KB, "
                      f"last frame {psnr:.1f} dB PSNR vs PNG"))
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from sync_counter import SyncCounter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for suffix in (".gif", ".png", ".svg"):
+            with SyncCounter() as c:
+                export(p, Path(tmp) / f"s{suffix}", ExportOptions(size=256))
+            rows.append((f"host syncs, export {suffix[1:]}", "cpu", f"{len(p)} strokes",
+                         f"{c.counts['sync']} syncs, {c.counts['h2d']} host-to-device copies"))
 
     w = [max(len(r[i]) for r in rows) for i in range(4)]
     print(" | ".join(h.ljust(w[i]) for i, h in enumerate(("what", "device", "setting", "result"))))
