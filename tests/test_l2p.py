@@ -10,6 +10,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import DEVICES
+
 from kaogen.checkpoint import Checkpoint, save_checkpoint
 from kaogen.cli.main import cli
 from kaogen.l2p import Agent, AgentConfig, PaintOptions, TrainConfig, paint
@@ -478,7 +480,9 @@ def test_paint_cli_any_input_and_errors(tmp_path, agent_file):
         assert not (tmp_path / "x.gif").exists()
 
 
-def test_train_cli_config_and_resume(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_train_cli_config_and_resume(tmp_path, device):
+    """--device explicit (auto would train on a GPU where there is one, unlike what the CPU case tests)."""
     data = make_images(tmp_path / "imgs")
     cfg = tmp_path / "tiny.toml"
     cfg.write_text("envs = 2\nbatch = 4\nreplay = 32\nwarmup = 0\nupdates_per_episode = 1\nepisodes = 1\n"
@@ -486,10 +490,10 @@ def test_train_cli_config_and_resume(tmp_path):
                    "actor_width = 8\ncritic_width = 8\nreward = \"l2\"\n")
     runner = CliRunner()
     r = runner.invoke(cli, ["train-l2p", "--config", str(cfg), "--data", str(data), "--outdir", str(tmp_path / "runs"),
-                            "--no-progress"])
+                            "--no-progress", "--device", device])
     assert r.exit_code == 0, r.output
     run = tmp_path / "runs" / "00000-l2p"
-    r = runner.invoke(cli, ["train-l2p", "--resume", str(run), "--episodes", "2", "--no-progress"])
+    r = runner.invoke(cli, ["train-l2p", "--resume", str(run), "--episodes", "2", "--no-progress", "--device", device])
     assert r.exit_code == 0 and "episode 1" in r.output, r.output
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     assert __import__("json").loads((run / "config.json").read_text())["data"] == [str(data.resolve())]   # resumable anywhere
@@ -497,12 +501,12 @@ def test_train_cli_config_and_resume(tmp_path):
     # --config on resume: new training settings (here a moving average), but not a new agent
     text = cfg.read_text().replace("episodes = 1\n", "episodes = 3\nema = 0.9\n")
     cfg.write_text(text)
-    r = runner.invoke(cli, ["train-l2p", "--resume", str(run), "--config", str(cfg), "--no-progress"])
+    r = runner.invoke(cli, ["train-l2p", "--resume", str(run), "--config", str(cfg), "--no-progress", "--device", device])
     assert r.exit_code == 0 and "episode 2" in r.output, r.output
     assert __import__("json").loads((run / "config.json").read_text())["config"]["ema"] == 0.9
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
     cfg.write_text(text.replace("canvas = 16", "canvas = 32"))
-    r = runner.invoke(cli, ["train-l2p", "--resume", str(run), "--config", str(cfg), "--no-progress"])
+    r = runner.invoke(cli, ["train-l2p", "--resume", str(run), "--config", str(cfg), "--no-progress", "--device", device])
     assert r.exit_code == 1 and "different agent" in r.output and len(r.output.strip().splitlines()) == 1, r.output
     cfg.write_text("episodes = 1\nbogus = 3\n")
     r = runner.invoke(cli, ["train-l2p", "--config", str(cfg), "--data", str(data), "--outdir", str(tmp_path / "runs")])

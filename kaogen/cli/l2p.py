@@ -23,12 +23,14 @@ from kaogen.cli.common import device_option, seed_option
 @click.option("--holdout-every", type=int, default=0, show_default=True,
               help="Keep every k-th image out of training (the sample sheets show them).")
 @click.option("--progress/--no-progress", default=True)
+@click.option("--amp/--no-amp", default=None,
+              help="bfloat16 autocast of the networks, on any device (CPU too) [default: the config's `amp`].")
 @device_option
 @seed_option
-def train_l2p(data, outdir, config_path, resume, episodes, split, holdout_every, progress, device, seed):
+def train_l2p(data, outdir, config_path, resume, episodes, split, holdout_every, progress, amp, device, seed):
     """Train a Learning to Paint agent (model-based DDPG); checkpoints and resumes exactly."""
     import json
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
     from pathlib import Path
 
     from kaogen.config import from_dict, load_config
@@ -56,6 +58,8 @@ def train_l2p(data, outdir, config_path, resume, episodes, split, holdout_every,
         cfg = load_config(TrainConfig, config_path, episodes=episodes) if config_path else from_dict(
             TrainConfig, {"agent": {}, **({"episodes": episodes} if episodes else {})})
         run = next_run_dir(outdir, "l2p")
+    if amp is not None:                 # recorded in config.json: a resumed run keeps it
+        cfg = replace(cfg, amp=amp)
     trainer = Trainer(cfg, list(data), run, resolve_device(device), seed, split, holdout_every)
     if resume:
         trainer.resume()
@@ -74,15 +78,17 @@ def train_l2p(data, outdir, config_path, resume, episodes, split, holdout_every,
 @click.option("--steps", type=int, default=None, help="Total training steps.")
 @click.option("--canvas", type=int, default=None, help="Output size in px (16 x a power of 2).")
 @click.option("--progress/--no-progress", default=True)
+@click.option("--amp/--no-amp", default=None,
+              help="bfloat16 autocast of the network, on any device (CPU too) [default: the config's `amp`].")
 @device_option
 @seed_option
-def train_renderer_cmd(out, config_path, steps, canvas, progress, device, seed):
+def train_renderer_cmd(out, config_path, steps, canvas, progress, amp, device, seed):
     """Train the neural renderer of Learning to Paint on strokes drawn by the exact rasteriser."""
     from kaogen.config import load_config
     from kaogen.device import resolve_device
     from kaogen.l2p.config import RendererTrainConfig
     from kaogen.l2p.train_renderer import train_renderer
 
-    cfg = load_config(RendererTrainConfig, config_path, steps=steps, canvas=canvas)
+    cfg = load_config(RendererTrainConfig, config_path, steps=steps, canvas=canvas, amp=amp)
     err = train_renderer(cfg, out, resolve_device(device), seed, progress)
     click.echo(f"held-out strokes vs the exact rasteriser: mse {err['mse']:.3e}, mae {err['mae']:.3e} -> {out}/renderer.pt")

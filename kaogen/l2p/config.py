@@ -48,6 +48,8 @@ class TrainConfig:
     checkpoint_every: int = 50          # episodes
     sample_every: int = 50              # episodes
     keep: int = 3                       # periodic checkpoints kept
+    amp: bool = False                   # bfloat16 autocast of the networks (any device; `--amp/--no-amp`);
+                                        # strokes, rasterisers, rewards, losses and PSNR stay float32
 
 
 @dataclass
@@ -60,3 +62,5 @@ class RendererTrainConfig:
     max_radius: float = 1.0             # training strokes: radius field scaled by this
     holdout: int = 512                  # fixed held-out strokes for the error report
     checkpoint_every: int = 1000
+    log_every: int = 100                # steps between reads of the training loss (progress bar, metrics)
+    amp: bool = False                   # bfloat16 autocast of the network (any device; `--amp/--no-amp`)

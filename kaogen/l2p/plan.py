@@ -9,7 +9,8 @@ the differentiable stroke model, from the proposed strokes, before they are laid
 this action and the current canvas: unlike `--refine` (all strokes of the painting at once, after
 the agent), it costs a few small renders per action.
 Each image keeps whichever of proposed and planned action gains more under the exact rasteriser,
-so planning never makes an action worse.
+so planning never makes an action worse. Nothing here reads a value back to the host: the choice is
+a `torch.where`, so planning adds no host-device synchronisation to a painting.
 
 canvas, target (B, 3, S, S) in [0, 1]; a (B, K, 13) in [0, 1] -> the action (B, K, 13) in [0, 1] and
 the canvas it paints (B, 3, S, S), exactly rasterised.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from kaogen.l2p.distance import pyramid_distance
+from kaogen.l2p.optim import TensorAdam
 from kaogen.l2p.stroke_model import StrokeModel, paint_exact
 
 
@@ -29,11 +31,11 @@ def plan_action(model: StrokeModel, canvas: torch.Tensor, target: torch.Tensor, 
         return a, paint_exact(canvas, a)
     with torch.enable_grad():
         x = a.detach().clone().requires_grad_(True)
-        opt = torch.optim.Adam([x], lr=lr)
+        opt = TensorAdam(x, lr=lr)               # torch's Adam, without its per-step .item()
         for _ in range(steps):
             # minimising log d(after) is maximising the decibels gained (d(before) is a constant)
             loss = pyramid_distance(model.paint(canvas, x), target, levels).clamp_min(1e-8).log().sum()
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             with torch.no_grad():

@@ -10,12 +10,18 @@ footprint (its alpha times the transparency of all strokes above it, summed over
 `min_visible` px is moved to the end of the order as a short, fine, opaque stroke where the painting
 is most wrong, coloured as the target there; gradient descent then fits it. The best iterate (by
 exact rendering error) is returned, so refining never makes a painting worse.
+
+Host-device synchronisation: the best iterate is kept on the device (`torch.where`), and Adam's step
+count is a Python int (optim.TensorAdam), so the gradient steps read nothing back; only each of the
+(at most 4) relocation rounds does, a few times (how many strokes are hidden, the error map for
+the CPU generator's draws): a bound per painting, whatever its stroke count or step count.
 """
 
 from __future__ import annotations
 
 import torch
 
+from kaogen.l2p.optim import TensorAdam
 from kaogen.l2p.stroke_model import paint_exact
 from kaogen.render import strokes as S
 from kaogen.render.composite import composite_all, visibility
@@ -23,9 +29,10 @@ from kaogen.render.rasterize import rasterize
 from kaogen.render.soft import soft_rasterize
 
 
-def _mse_exact(s: torch.Tensor, target: torch.Tensor, background: float) -> float:
+def _mse_exact(s: torch.Tensor, target: torch.Tensor, background: float) -> torch.Tensor:
+    """() on the device of `s`: the mean squared error of the exactly rendered strokes."""
     blank = torch.full_like(target, background)[None]
-    return ((paint_exact(blank, s[None])[0] - target) ** 2).mean().item()
+    return ((paint_exact(blank, s[None])[0] - target) ** 2).mean()
 
 
 def visible_area(alpha: torch.Tensor) -> torch.Tensor:
@@ -46,16 +53,17 @@ def relocate_hidden(s: torch.Tensor, target: torch.Tensor, background: float, mi
     canvas = composite_all(torch.full_like(target, background)[None], alpha[None], S.color(s)[None])[0]
     err = ((canvas - target) ** 2).sum(0).flatten().cpu() + 1e-12     # CPU: the generator `g` is a CPU one
     pix = torch.multinomial(err, n, replacement=err.numel() < n, generator=g)
-    y, x = (pix // W).float(), (pix % W).float()
     angle = torch.rand(n, generator=g) * torch.pi
+    pix, angle = pix.to(s.device), angle.to(s.device, s.dtype)       # the draws: one transfer each
+    y, x = (pix // W).to(s.dtype), (pix % W).to(s.dtype)
     half = radius_px * torch.stack([angle.cos() / W, angle.sin() / H], 1)          # canvas units
     centre = torch.stack([(x + 0.5) / W, (y + 0.5) / H], 1)
-    new = torch.empty(n, S.NUM_FIELDS)
+    new = torch.empty(n, S.NUM_FIELDS, device=s.device, dtype=s.dtype)
     new[:, 0:2], new[:, 2:4], new[:, 4:6] = centre - half, centre, centre + half
     new[:, 6:8] = ((radius_px / min(H, W) - S.MIN_RADIUS) / S.RADIUS_SPAN)
     new[:, 8:10] = 1.0
-    new[:, 10:13] = target.cpu()[:, y.long(), x.long()].T
-    return torch.cat([s[~hidden], new.clamp(0, 1).to(s)])
+    new[:, 10:13] = target.to(s)[:, pix // W, pix % W].T
+    return torch.cat([s[~hidden], new.clamp(0, 1)])
 
 
 def refine_strokes(s: torch.Tensor, target: torch.Tensor, steps: int, background: float = 1.0,
@@ -73,16 +81,16 @@ def refine_strokes(s: torch.Tensor, target: torch.Tensor, steps: int, background
             cur = relocate_hidden(cur, target, background, min_visible, g)
         if i == 0 or i in rounds:         # relocated strokes start with fresh Adam moments
             logit = torch.logit(cur.clamp(1e-4, 1 - 1e-4)).requires_grad_(True)
-            opt = torch.optim.Adam([logit], lr=lr)
+            opt = TensorAdam(logit, lr=lr)
         x = torch.sigmoid(logit)
         alpha = soft_rasterize(x, H, W, softness=softness)                         # (N, H, W)
         loss = ((composite_all(blank, alpha[None], S.color(x)[None])[0] - target) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
         opt.step()
         cur = torch.sigmoid(logit.detach())
         if (i + 1) % 10 == 0 or i + 1 == steps:
             err = _mse_exact(cur, target, background)
-            if err < best_err:
-                best, best_err = cur.clone(), err
+            better = err < best_err                 # on the device: no read-back per check
+            best, best_err = torch.where(better, cur, best), torch.minimum(err, best_err)
     return best

@@ -37,6 +37,20 @@ class ReplayBuffer:
         self.pos = int((self.pos + B) % self.capacity)
         self.size = min(self.capacity, self.size + B)
 
+    def add_u8(self, canvas, target, step, action, after) -> None:
+        """A batch of transitions already as uint8 images on the CPU (a whole rollout at once); the
+        memory then holds what one `add` per transition, in order, would leave in it."""
+        B = canvas.shape[0]
+        if B > self.capacity:           # only the last `capacity` survive; no index is written twice
+            drop = B - self.capacity
+            canvas, target, step, action, after = (x[drop:] for x in (canvas, target, step, action, after))
+            self.pos, self.size, B = int((self.pos + drop) % self.capacity), self.capacity, self.capacity
+        idx = (self.pos + torch.arange(B)) % self.capacity
+        self.canvas[idx], self.target[idx], self.after[idx] = canvas, target, after
+        self.step[idx], self.action[idx] = step, action
+        self.pos = int((self.pos + B) % self.capacity)
+        self.size = min(self.capacity, self.size + B)
+
     def sample(self, n: int, g: torch.Generator, device) -> dict[str, torch.Tensor]:
         idx = torch.randint(self.size, (n,), generator=g)
         f = lambda t: t[idx].to(device).float() / 255  # noqa: E731
