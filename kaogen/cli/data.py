@@ -83,3 +83,33 @@ def info(root, size, as_json):
 
     d = run(root, size)
     click.echo(json.dumps(d, ensure_ascii=False, indent=2) if as_json else format_info(d))
+
+
+@data.command()
+@config_option
+@click.option("--root", required=True, type=click.Path(file_okay=False), help="KaoKore root (urls.txt, labels.csv).")
+@click.option("--long-side", type=click.IntRange(32, 20000), default=1333, show_default=True,
+              help="Scale every page so that its long side is this many pixels.")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel connections.")
+@click.option("--mirror", default=None, help="Replace scheme and host of every IIIF request (mirror, proxy, tests).")
+@click.option("--metadata", type=click.Path(file_okay=False), default=None,
+              help="Local folder holding urls.txt, labels.csv, ... (offline), copied into the root.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder [default: ROOT/pages].")
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=60.0, show_default=True, help="Seconds per request.")
+@click.option("--retries", type=click.IntRange(0, 50), default=5, show_default=True, help="Retries of a transient failure.")
+@click.option("--backoff", type=click.FloatRange(0, 60), default=1.0, show_default=True, help="First retry delay (s).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the page splits.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def pages(**kw):
+    """Whole pages and face boxes from the IIIF metadata: ROOT/pages/ (images, COCO pages.json; resumable)."""
+    from kaogen.data.pages import PagesOptions, build_pages
+
+    report = build_pages(PagesOptions(**kw))
+    click.echo(report.summary())
+    for f in report.failed[:20]:
+        click.echo(f"  failed {f.page}: {f.reason}  {f.url}", err=True)
+    for p in report.face_problems[:10]:
+        click.echo(f"  skipped {p}", err=True)
+    out = kw["out"] or f"{kw['root']}/pages"
+    click.echo(f"COCO: {out}/pages.json; report: {out}/pages_report.json")
+    sys.exit(0 if report.complete else 1)
