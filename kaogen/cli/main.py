@@ -6,6 +6,7 @@ import click
 
 from kaogen import __version__
 from kaogen.cli.common import KaogenGroup
+from kaogen.cli.classify import classify, evaluate_classifier, similar, train_classifier
 from kaogen.cli.data import data
 from kaogen.cli.demo import demo
 from kaogen.cli.gan import interpolate, metrics, project, sample, style_mix, train_gan
@@ -27,6 +28,7 @@ def cli():
     Painting:  kaogen paint --method l2p|ist IMAGE -o OUT.gif
                (train: kaogen train-l2p, train-renderer, make-strokes, train-painter)
     StyleGAN2: kaogen train-gan | sample | interpolate | style-mix | project | metrics
+    Classify:  kaogen train-classifier | evaluate-classifier | classify | similar
     Demo:      kaogen demo -o kaogen-demo   (offline)
     """
     tune_allocator()
@@ -46,6 +48,10 @@ cli.add_command(metrics)
 cli.add_command(make_strokes_cmd)
 cli.add_command(train_painter_cmd)
 cli.add_command(train_renderer_cmd)
+cli.add_command(train_classifier)
+cli.add_command(evaluate_classifier)
+cli.add_command(classify)
+cli.add_command(similar)
 
 
 def main() -> None:

@@ -1,0 +1,61 @@
+"""torchrun plumbing for the classifier: join and leave the process group, rank and world size.
+
+One process per device (NCCL on CUDA, gloo on the CPU). Gradients are averaged by torch's
+DistributedDataParallel, which also broadcasts rank 0's BatchNorm statistics before each forward,
+so replicas stay equal; `all_gather_objects` collects small values for the replica checks.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size); (0, 1) without a process group."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def setup_distributed() -> None:
+    """Join the torchrun process group when WORLD_SIZE > 1; each rank takes GPU LOCAL_RANK on CUDA."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def teardown_distributed() -> None:
+    """Leave together: wait for rank 0's last writes, then destroy the group before interpreter exit."""
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+def all_gather_objects(obj) -> list:
+    """Every rank's small picklable `obj`, in rank order ([obj] in one process)."""
+    rank, world = dist_info()
+    if world == 1:
+        return [obj]
+    out = [None] * world
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum `t` over ranks in place (no-op in one process); returns it."""
+    if dist_info()[1] > 1:
+        torch.distributed.all_reduce(t)
+    return t
+
+
+def broadcast_object(obj, src: int = 0):
+    """Rank `src`'s value of `obj` on every rank."""
+    if dist_info()[1] == 1:
+        return obj
+    holder = [obj]
+    torch.distributed.broadcast_object_list(holder, src)
+    return holder[0]
