@@ -1,12 +1,13 @@
-"""Data-efficient GAN training: adaptive discriminator augmentation (ADA) on kornia, and DiffAugment.
+"""Data-efficient GAN training: the run's augmentation (ADA's adaptive p, or DiffAugment).
 
 Images are (B, 3, H, W) in [-1, 1]; every transform is differentiable, so the generator learns
 through the augmentation of its fakes, and the same pipeline is applied to reals and fakes (which is
 what keeps augmentations from leaking into the generated images, Karras et al. 2020).
 
-ADA: each transform of the pipeline fires with probability p. Every `interval` steps,
-r_t = E[sign(D(augmented reals))] is compared to the target (0.6): p goes up when the discriminator
-is too sure of the reals (overfitting) and down otherwise, by batch * interval / (ada_kimg * 1000).
+ADA (the pipeline: kaogen/gan/ada.py): each transform fires with probability p. Every `interval`
+steps, r_t = E[sign(D(augmented reals))] is compared to the target (0.6): p goes up when the
+discriminator is too sure of the reals (overfitting) and down otherwise, by
+batch * interval / (ada_kimg * 1000) (official defaults: target 0.6, interval 4, ada_kimg 500).
 """
 
 from __future__ import annotations
@@ -15,23 +16,7 @@ import math
 
 import torch
 
-
-def ada_pipeline(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Geometric and colour transforms of the ADA 'bgc' family, each applied with probability p."""
-    if p <= 0:
-        return x
-    import kornia.augmentation as K
-
-    pipe = torch.nn.Sequential(
-        K.RandomHorizontalFlip(p=p),
-        K.RandomAffine(degrees=0, translate=(0.125, 0.125), p=p, padding_mode="reflection"),   # integer-ish translation
-        K.RandomAffine(degrees=0, scale=(2 ** -0.2, 2 ** 0.2), p=p, padding_mode="reflection"),  # isotropic scale
-        K.RandomAffine(degrees=180, p=p, padding_mode="reflection"),                               # rotation
-        K.RandomAffine(degrees=0, scale=(0.9, 1.1, 0.9, 1.1), p=p, padding_mode="reflection"),   # anisotropic
-    )
-    color = K.ColorJitter(brightness=0.2, contrast=0.5, saturation=1.0, hue=0.1, p=p)
-    y = pipe((x + 1) / 2)                      # kornia works in [0, 1]
-    return color(y.clamp(0, 1)) * 2 - 1
+from kaogen.gan.ada import augment, check_ops
 
 
 def diffaugment(x: torch.Tensor) -> torch.Tensor:
@@ -62,8 +47,8 @@ def diffaugment(x: torch.Tensor) -> torch.Tensor:
 class Augment:
     """The augmentation of a run: kind 'ada' (adaptive p), 'diffaugment' or 'none'; p is part of the state."""
 
-    def __init__(self, kind: str, target: float = 0.6, interval: int = 4, ada_kimg: float = 100.0):
-        self.kind, self.target, self.interval, self.ada_kimg = kind, target, interval, ada_kimg
+    def __init__(self, kind: str, target: float = 0.6, interval: int = 4, ada_kimg: float = 500.0, ops: str = "bgc"):
+        self.kind, self.target, self.interval, self.ada_kimg, self.ops = kind, target, interval, ada_kimg, check_ops(ops)
         self.p = 0.0
         self._stat: torch.Tensor | None = None      # (sum of signs, count) since the last adjustment
         self._calls = 0
@@ -77,7 +62,7 @@ class Augment:
         with torch.autocast(x.device.type, enabled=False):
             x = x.float()
             if self.kind == "ada":
-                return ada_pipeline(x, self.p)
+                return augment(x, self.p, self.ops)
             if self.kind == "diffaugment":
                 return diffaugment(x)
             return x

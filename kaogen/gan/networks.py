@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kaogen.gan.config import NetworkConfig
+from kaogen.gan.resample import downsample2d, legacy_upsample2d, setup_filter, upfirdn2d, upsample2d
 
 
 def channels(cfg: NetworkConfig, res: int) -> int:
@@ -40,32 +41,26 @@ class EqLinear(nn.Module):
 
 
 class EqConv2d(nn.Module):
+    """Equalised convolution; `down=True` halves the size, aligned: a 1 x 1 kernel downsamples first
+    (FIR, decimate) then convolves; a k x k kernel filters (FIR, pad k // 2 + 1) then convolves with
+    stride 2 and no padding (StyleGAN2's conv2d_resample)."""
+
     def __init__(self, cin: int, cout: int, k: int, act: bool = True, down: bool = False, bias: bool = True):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(cout, cin, k, k))
         self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
-        self.scale, self.act, self.down, self.pad = 1 / math.sqrt(cin * k * k), act, down, k // 2
+        self.scale, self.act, self.down, self.k = 1 / math.sqrt(cin * k * k), act, down, k
+        self.register_buffer("fir", setup_filter(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.down:
-            x = blur(x)
-        x = F.conv2d(x, self.weight * self.scale, self.bias, stride=2 if self.down else 1, padding=self.pad)
+        w, p = self.weight * self.scale, self.k // 2
+        if not self.down:
+            x = F.conv2d(x, w, self.bias, padding=p)
+        elif self.k == 1:
+            x = F.conv2d(downsample2d(x, self.fir), w, self.bias)
+        else:
+            x = F.conv2d(upfirdn2d(x, self.fir, pad=(p + 1,) * 4), w, self.bias, stride=2)
         return F.leaky_relu(x, 0.2) * math.sqrt(2) if self.act else x
-
-
-_BLUR = torch.tensor([1.0, 3.0, 3.0, 1.0])
-
-
-def blur(x: torch.Tensor) -> torch.Tensor:
-    """[1 3 3 1] low-pass (separable, normalised), keeps the size: before stride-2 convs and after upsampling."""
-    k = (_BLUR[:, None] * _BLUR[None, :]).to(x) / 64
-    C = x.shape[1]
-    x = F.pad(x, (1, 2, 1, 2), mode="reflect")
-    return F.conv2d(x, k.expand(C, 1, 4, 4), groups=C)
-
-
-def upsample(x: torch.Tensor) -> torch.Tensor:
-    return blur(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
 class MappingNetwork(nn.Module):
@@ -105,11 +100,26 @@ class MappingNetwork(nn.Module):
 class ModulatedConv(nn.Module):
     """Style-modulated 3x3 (or 1x1) convolution with optional demodulation and 2x upsampling."""
 
-    def __init__(self, cin: int, cout: int, w_dim: int, k: int = 3, demod: bool = True, up: bool = False):
+    def __init__(self, cin: int, cout: int, w_dim: int, k: int = 3, demod: bool = True, up: bool = False,
+                 legacy: bool = False):
         super().__init__()
+        self.legacy = legacy
         self.weight = nn.Parameter(torch.randn(cout, cin, k, k))
         self.affine = EqLinear(w_dim, cin, bias_init=1.0)
         self.scale, self.demod, self.up, self.pad = 1 / math.sqrt(cin * k * k), demod, up, k // 2
+        self.register_buffer("fir", setup_filter(), persistent=False)
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
+        """weight (groups * cout, cin, k, k). up: transposed convolution with stride 2 (zero insertion
+        and the kernel in one), then the [1, 3, 3, 1] FIR with gain 4: aligned, as StyleGAN2."""
+        if not self.up:
+            return F.conv2d(x, weight, padding=self.pad, groups=groups)
+        if self.legacy:
+            return F.conv2d(legacy_upsample2d(x), weight, padding=self.pad, groups=groups)
+        co, ci, k, _ = weight.shape
+        wt = weight.reshape(groups, co // groups, ci, k, k).transpose(1, 2).reshape(groups * ci, co // groups, k, k)
+        x = F.conv_transpose2d(x, wt.flip(2, 3), stride=2, groups=groups)
+        return upfirdn2d(x, self.fir, pad=(self.pad,) * 4, gain=4)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused: bool = False) -> torch.Tensor:
         """x (B, cin, H, W), w (B, w_dim) -> (B, cout, H', W').
@@ -123,10 +133,8 @@ class ModulatedConv(nn.Module):
         style = self.affine(w)                                                  # (B, cin)
         if not fused:
             weight = self.weight * self.scale
-            x = x * style[:, :, None, None]
-            if self.up:
-                x = upsample(x)
-            out = F.conv2d(x, weight, padding=self.pad)
+            x = x * style[:, :, None, None].to(x.dtype)
+            out = self._conv(x, weight)
             if self.demod:
                 d = torch.rsqrt((weight[None] * style[:, None, :, None, None]).square().sum((2, 3, 4)) + 1e-8)
                 out = out * d[:, :, None, None]
@@ -134,17 +142,14 @@ class ModulatedConv(nn.Module):
         weight = self.weight[None] * self.scale * style[:, None, :, None, None]  # (B, cout, cin, k, k)
         if self.demod:
             weight = weight * torch.rsqrt(weight.square().sum((2, 3, 4), keepdim=True) + 1e-8)
-        if self.up:
-            x = upsample(x)
-        out = F.conv2d(x.reshape(1, B * C, *x.shape[2:]), weight.reshape(-1, C, *weight.shape[3:]),
-                       padding=self.pad, groups=B)
+        out = self._conv(x.reshape(1, B * C, *x.shape[2:]), weight.reshape(-1, C, *weight.shape[3:]), groups=B)
         return out.reshape(B, -1, *out.shape[2:])
 
 
 class SynthesisLayer(nn.Module):
-    def __init__(self, cin: int, cout: int, w_dim: int, res: int, up: bool = False):
+    def __init__(self, cin: int, cout: int, w_dim: int, res: int, up: bool = False, legacy: bool = False):
         super().__init__()
-        self.conv = ModulatedConv(cin, cout, w_dim, up=up)
+        self.conv = ModulatedConv(cin, cout, w_dim, up=up, legacy=legacy)
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros(cout))
         self.register_buffer("noise_const", torch.randn(1, 1, res, res))
@@ -185,12 +190,13 @@ class Generator(nn.Module):
         self.torgbs.append(ToRGB(c4, cfg.w_dim))
         for res in self.resolutions[1:]:
             cin, cout = channels(cfg, res // 2), channels(cfg, res)
-            self.layers.append(SynthesisLayer(cin, cout, cfg.w_dim, res, up=True))
+            self.layers.append(SynthesisLayer(cin, cout, cfg.w_dim, res, up=True, legacy=cfg.resample == "legacy"))
             self.layers.append(SynthesisLayer(cout, cout, cfg.w_dim, res))
             self.torgbs.append(ToRGB(cout, cfg.w_dim))
         # w index of each layer: conv layers use 0, 1, 2, ...; a block's toRGB shares the next index
         self.num_ws = len(self.layers) + 1
         self.mapping = MappingNetwork(cfg, self.num_ws)
+        self.register_buffer("fir", setup_filter(), persistent=False)
 
     def synthesis(self, ws: torch.Tensor, noise: str = "random") -> torch.Tensor:
         x = self.const[None].expand(ws.shape[0], -1, -1, -1)
@@ -200,7 +206,8 @@ class Generator(nn.Module):
         for b in range(1, len(self.resolutions)):
             x = self.layers[li](x, ws[:, li], noise)
             x = self.layers[li + 1](x, ws[:, li + 1], noise)
-            img = upsample(img) + self.torgbs[b](x, ws[:, li + 2])
+            up = legacy_upsample2d(img) if self.cfg.resample == "legacy" else upsample2d(img, self.fir)
+            img = up + self.torgbs[b](x, ws[:, li + 2])
             li += 2
         return img
 
@@ -236,9 +243,25 @@ class DBlock(nn.Module):
         return (self.skip(x) + self.conv1(self.conv0(x))) / math.sqrt(2)
 
 
+class LabelMapping(nn.Module):
+    """The conditional discriminator's label mapping (StyleGAN2-ADA): embed the one-hot label,
+    normalise its second moment, then 8 equalised layers (learning rate x 0.01) to cmap_dim.
+
+    c (B, num_classes) -> cmap (B, cmap_dim)."""
+
+    def __init__(self, num_classes: int, cmap_dim: int, layers: int = 8):
+        super().__init__()
+        self.embed = EqLinear(num_classes, cmap_dim)
+        self.net = nn.Sequential(*[EqLinear(cmap_dim, cmap_dim, lr_mul=0.01, act=True) for _ in range(layers)])
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return self.net(MappingNetwork._norm(self.embed(c)))
+
+
 class Discriminator(nn.Module):
-    """Residual discriminator: fromRGB, blocks down to 4 x 4, minibatch std, conv, fc, output
-    (projection onto the embedded class when conditional)."""
+    """Residual discriminator: fromRGB, blocks down to 4 x 4, minibatch std, conv, fc, output.
+    Conditional: the output has cmap_dim channels, projected onto the label's mapping and
+    normalised by sqrt(cmap_dim) (the official conditioning)."""
 
     def __init__(self, cfg: NetworkConfig):
         super().__init__()
@@ -254,9 +277,9 @@ class Discriminator(nn.Module):
         self.mbstd = MinibatchStd(cfg.mbstd_group)
         self.conv = EqConv2d(c4 + 1, c4, 3)
         self.fc = EqLinear(c4 * 16, c4, act=True)
-        cmap = c4 if cfg.num_classes else 1
+        cmap = (cfg.cmap_dim or c4) if cfg.num_classes else 1
         self.out = EqLinear(c4, cmap)
-        self.embed = EqLinear(cfg.num_classes, cmap) if cfg.num_classes else None
+        self.embed = LabelMapping(cfg.num_classes, cmap) if cfg.num_classes else None
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         x = self.blocks(self.fromrgb(img))

@@ -96,7 +96,8 @@ class GeneratorBundle:
             if not path.is_file():
                 raise KaogenError(f"no shipped generator at {path}: pass --checkpoint (train one with `kaogen train-gan`)")
         ck = load_checkpoint(path, kind=KIND)
-        G = Generator(from_dict(NetworkConfig, ck.config["net"]))
+        # generators saved before the aligned resampling say nothing of it: they sample as trained
+        G = Generator(from_dict(NetworkConfig, {"resample": "legacy", **ck.config["net"]}))
         try:
             G.load_state_dict(ck.state["G_ema"])
         except (KeyError, RuntimeError) as e:

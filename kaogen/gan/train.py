@@ -1,10 +1,12 @@
 """`kaogen train-gan`: StyleGAN2 training with adaptive augmentation, exact resume, several GPUs.
 
 Each step (batch B):
-  G:    non-saturating logistic loss softplus(-D(aug(G(z, c)))), style mixing;
-        every pl_every steps the path length penalty on half a batch (lazy regularisation).
-  D:    softplus(D(aug(fake))) + softplus(-D(aug(real))); every r1_every steps R1 = gamma/2 |grad D(real)|^2.
-  EMA:  G_ema <- lerp toward G with half-life ema_kimg thousand images.
+  G:    non-saturating logistic loss softplus(-D(aug(G(z, c)))), style mixing; then every pl_every
+        steps a separate step on the path length penalty of half a batch (lazy regularisation).
+  D:    softplus(D(aug(fake))) + softplus(-D(aug(real))); then every r1_every steps a separate step on
+        R1 = gamma/2 |grad D(aug(real))|^2 (gamma: the config's, or auto = 0.0002 res^2 / batch).
+  EMA:  G_ema <- lerp toward G with half-life ema_kimg thousand images (ramped up: at most
+        ema_rampup x the images shown so far).
   ADA:  p follows E[sign(D(aug(real)))] (augment.py).
 
 Run folder (RUNS/NNNNN-gan/): config.json, command.txt, snapshot-KKKKKK.pt (everything: networks,
@@ -98,10 +100,10 @@ class GANTrainer:
             r = every / (every + 1)
             return torch.optim.Adam(params, lr=cfg.lr * r, betas=(cfg.betas[0] ** r, cfg.betas[1] ** r), eps=1e-8)
         self.opt_G, self.opt_D = adam(self.G.parameters(), cfg.pl_every), adam(self.D.parameters(), cfg.r1_every)
-        self.augment = Augment(cfg.augment, cfg.ada_target, cfg.ada_interval, cfg.ada_kimg)
+        self.augment = Augment(cfg.augment, cfg.ada_target, cfg.ada_interval, cfg.ada_kimg, cfg.ada_ops)
         self.seed = seed
         self.gen = torch.Generator().manual_seed(seed * 7919 + self.rank)   # reals, labels: on the CPU
-        torch.manual_seed(seed * 7919 + self.rank)          # z, noise inputs and kornia's draws (CPU and CUDA)
+        torch.manual_seed(seed * 7919 + self.rank)          # z, noise inputs and ADA's draws (CPU and CUDA)
         self.nimg, self.step, self.pl_mean = 0, 0, torch.zeros([], device=self.device)
         self.last_batch = torch.zeros(0, dtype=torch.long)  # indices of the last reals drawn (replica checks)
         self.metrics = self.run / "metrics.jsonl"
@@ -224,7 +226,10 @@ class GANTrainer:
         self.opt_G.zero_grad(set_to_none=True)
         g_loss.backward()
         out["g_loss"] = g_loss.detach()
-        if cfg.pl_weight > 0 and self.step % cfg.pl_every == 0:
+        sync_grads(self.G)
+        self.opt_G.step()
+        if cfg.pl_weight > 0 and self.step % cfg.pl_every == 0:      # lazy: its own optimiser step
+            self.opt_G.zero_grad(set_to_none=True)
             n = max(1, B // 2)
             z2, c2 = torch.randn(n, cfg.net.z_dim, device=dev), self.fake_labels(n)
             img, ws = self.generate(z2, c2)                       # float32: outside autocast
@@ -235,8 +240,8 @@ class GANTrainer:
             pl = ((lengths - self.pl_mean) ** 2).mean() * cfg.pl_weight * cfg.pl_every
             (pl + img[:, 0, 0, 0].sum() * 0).backward()
             out["pl"] = pl.detach()
-        sync_grads(self.G)
-        self.opt_G.step()
+            sync_grads(self.G)
+            self.opt_G.step()
         self.D.requires_grad_(True)
         # --- discriminator
         real, rc = self.sampler.sample(B, self.gen, dev)
@@ -252,17 +257,24 @@ class GANTrainer:
         d_loss.backward()
         self.augment.observe(lr_, cfg.batch)
         out["d_loss"], out["real_sign"] = d_loss.detach(), lr_.detach().sign().mean()
-        if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
+        sync_grads(self.D)
+        self.opt_D.step()
+        gamma = cfg.r1()
+        if gamma > 0 and self.step % cfg.r1_every == 0:             # lazy: its own optimiser step
+            self.opt_D.zero_grad(set_to_none=True)
             x = real.detach().requires_grad_(True)                 # float32: outside autocast
             logits = self.D(self.augment(x), rc)
             grad, = torch.autograd.grad(logits.sum(), x, create_graph=True)
-            r1 = grad.square().sum((1, 2, 3)).mean() * (cfg.r1_gamma / 2) * cfg.r1_every
-            r1.backward()
+            r1 = grad.square().sum((1, 2, 3)).mean() * (gamma / 2) * cfg.r1_every
+            (r1 + logits.sum() * 0).backward()
             out["r1"] = r1.detach()
-        sync_grads(self.D)
-        self.opt_D.step()
-        # --- EMA
-        beta = 0.5 ** (cfg.batch / max(cfg.ema_kimg * 1000, 1e-8))
+            sync_grads(self.D)
+            self.opt_D.step()
+        # --- EMA (half-life ramped up over the first images, as the official trainer)
+        ema_nimg = cfg.ema_kimg * 1000
+        if cfg.ema_rampup > 0:
+            ema_nimg = min(ema_nimg, (self.nimg + cfg.batch) * cfg.ema_rampup)
+        beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
         with torch.no_grad():
             ema, cur = list(self.G_ema.parameters()), list(self.G.parameters())
             torch._foreach_lerp_(ema, cur, 1 - beta)
