@@ -113,3 +113,19 @@ def pages(**kw):
     out = kw["out"] or f"{kw['root']}/pages"
     click.echo(f"COCO: {out}/pages.json; report: {out}/pages_report.json")
     sys.exit(0 if report.complete else 1)
+
+
+@data.command()
+@click.option("--root", required=True, type=click.Path(file_okay=False), help="Local KaoKore-style root (created if needed).")
+@click.option("--review", required=True, type=click.Path(dir_okay=False), help="review.csv of `kaogen detect`, reviewed.")
+@click.option("--set", "split", default="train", show_default=True, type=click.Choice(["train", "dev", "test"]),
+              help="The `set` column of the added faces.")
+@click.option("--work", default="", help="Source work (原典) tag of the added faces.")
+def add(root, review, split, work):
+    """Add the reviewed crops (rows kept or corrected) to a local root: labels.csv, images_256/, tags."""
+    from kaogen.data.add import add_reviewed
+
+    r = add_reviewed(root, review, split, work)
+    click.echo(r.summary())
+    for line in r.skipped[:20]:
+        click.echo(f"  {line}", err=True)

@@ -9,6 +9,7 @@ from kaogen.cli.common import KaogenGroup
 from kaogen.cli.classify import classify, evaluate_classifier, similar, train_classifier
 from kaogen.cli.data import data
 from kaogen.cli.demo import demo
+from kaogen.cli.detect import detect_cmd, evaluate_detector, train_detector
 from kaogen.cli.gan import interpolate, metrics, project, sample, style_mix, train_gan
 from kaogen.cli.ist import make_strokes_cmd, train_painter_cmd
 from kaogen.cli.l2p import train_l2p, train_renderer_cmd
@@ -23,12 +24,13 @@ def cli():
     """kaogen: generative art for pre-modern Japanese painting (KaoKore).
 
     \b
-    Data:      kaogen data download | verify | info
+    Data:      kaogen data download | verify | info | pages | add
     Renderer:  kaogen render PAINTING.json -o OUT.gif|mp4|webp|png|svg|DIR
     Painting:  kaogen paint --method l2p|ist IMAGE -o OUT.gif
                (train: kaogen train-l2p, train-renderer, make-strokes, train-painter)
     StyleGAN2: kaogen train-gan | sample | interpolate | style-mix | project | metrics
     Classify:  kaogen train-classifier | evaluate-classifier | classify | similar
+    Detect:    kaogen train-detector | detect | evaluate-detector   (faces on whole pages)
     Demo:      kaogen demo -o kaogen-demo   (offline)
     """
     tune_allocator()
@@ -52,6 +54,9 @@ cli.add_command(train_classifier)
 cli.add_command(evaluate_classifier)
 cli.add_command(classify)
 cli.add_command(similar)
+cli.add_command(train_detector)
+cli.add_command(detect_cmd)
+cli.add_command(evaluate_detector)
 
 
 def main() -> None:

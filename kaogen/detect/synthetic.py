@@ -134,3 +134,61 @@ def synthetic_page(faces: list[Image.Image], size: tuple[int, int], n_faces: int
         page.faces.append(i)
     return page
 
+
+
+def write_page_set(folder: str | Path, faces: list[Image.Image], n_pages: int, size: tuple[int, int] = (400, 300),
+                   n_faces: tuple[int, int] = (3, 5), face_px: tuple[int, int] = (30, 60), seed: int = 0,
+                   off_page: int = 1, test_every: int = 4) -> Path:
+    """Synthetic pages in the layout of `kaogen data pages` (images/, pages.json with boxes clipped to
+    the page), without a server: page k is `test` when k % test_every == test_every - 1, else `train`
+    (in every split strategy). Returns the folder."""
+    import json
+
+    from kaogen.atomic import atomic_write_text
+    from kaogen.data.pages import CATEGORIES, clip_xywh
+
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    images, annotations = [], []
+    for k in range(n_pages):
+        page = synthetic_page(faces, size, rng.randint(*n_faces), face_px, seed=seed * 100003 + k, off_page=off_page)
+        name = f"page-{k:08d}"
+        page.image.save(folder / "images" / f"{name}.jpg", quality=95)
+        side = "test" if k % test_every == test_every - 1 else "train"
+        images.append({"id": k + 1, "file_name": f"images/{name}.jpg", "width": size[0], "height": size[1],
+                       "full_width": size[0], "full_height": size[1], "name": name, "work": "synthetic",
+                       "splits": {s: side for s in ("by-page", "by-work", "within-work")}})
+        for box, face in zip(page.boxes, page.faces):
+            b = clip_xywh(box, *size)
+            annotations.append({"id": len(annotations) + 1, "image_id": k + 1, "category_id": 1, "bbox": list(b),
+                                "area": b[2] * b[3], "iscrowd": 0, "kaokore_index": -1, "sample": face})
+    coco = {"info": {"description": "synthetic pages (kaogen.detect.synthetic)", "long_side": max(size)},
+            "licenses": [], "images": images, "annotations": annotations, "categories": CATEGORIES}
+    atomic_write_text(folder / "pages.json", json.dumps(coco) + "\n")
+    return folder
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m kaogen.detect.synthetic OUT [--pages N] [--size WxH] [--faces MIN,MAX] [--face-px MIN,MAX]
+    [--seed S] [--samples DIR]`: a page set for `kaogen train-detector` (every 4th page is test)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m kaogen.detect.synthetic", description=main.__doc__)
+    p.add_argument("out")
+    p.add_argument("--pages", type=int, default=48)
+    p.add_argument("--size", default="400x300")
+    p.add_argument("--faces", default="3,5")
+    p.add_argument("--face-px", default="30,60")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--samples", default=str(Path(__file__).resolve().parents[3] / "shared" / "kaokore" / "samples"))
+    a = p.parse_args(argv)
+    w, h = (int(v) for v in a.size.split("x"))
+    nf = tuple(int(v) for v in a.faces.split(","))
+    px = tuple(int(v) for v in a.face_px.split(","))
+    write_page_set(a.out, load_faces(a.samples), a.pages, (w, h), nf, px, a.seed)
+    print(f"{a.pages} pages in {a.out} ({a.out}/pages.json)")
+
+
+if __name__ == "__main__":
+    main()
