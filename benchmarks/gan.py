@@ -1,8 +1,18 @@
 """StyleGAN2 benchmarks. Prints a table.
 
-    python benchmarks/gan.py [--quick]
+    python benchmarks/gan.py [--quick] [--fewshot KIMG]
 
-  smoke training     configs/gan/smoke.toml on synthetic 32 px images: seconds per kimg (CPU)
+  parameters         G and D at the official `auto` 256 px size, unconditional and with 4 classes
+                     (the official StyleGAN2-ADA: G 23,191,522, D 24,001,089, D 26,367,040)
+  high frequencies   energy above half Nyquist of the 30 sample faces at 256 px after ADA 'bg' at
+                     p = 1, against the input: kaogen's pipeline, and the previous one (5 kornia
+                     ops, one resample each, clamped; kept below only for this comparison)
+  smoke training     configs/gan/smoke.toml on synthetic 32 px images: seconds per kimg (CPU), ADA
+                     p 0 and p 0.3
+  few-shot ADA       (--fewshot KIMG > 0) configs/gan/smoke.toml on the 30 sample faces at 32 px,
+                     ADA adapting fast (ada_kimg 2), the new pipeline against the previous one at the
+                     same kimg: a copying check (PSNR of 256 samples to their nearest face) and a
+                     Frechet distance of 8 x 8 colour thumbnails (192-d: a pixel statistic, not FID)
   sampling 256^2     channel base 8192, at most 256 channels: seconds per image, batch 1 (CPU)
   GPU training       (only with CUDA) the official `auto` size at 256^2, batch 32: seconds per kimg
   shipped generator  (when checkpoints/gan-kaokore.pt and ../shared/kaokore/samples exist) a copying
@@ -35,11 +45,88 @@ from kaogen.gan.train import GANTrainer  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def seconds_per_kimg(cfg: GANConfig, device: str, kimg: float) -> float:
+def previous_pipeline(x: torch.Tensor, p: float) -> torch.Tensor:
+    """kaogen 0.1's ADA (for comparison only): 5 kornia ops, each resampling once, clamped."""
+    import kornia.augmentation as K
+
+    if p <= 0:
+        return x
+    pipe = torch.nn.Sequential(
+        K.RandomHorizontalFlip(p=p),
+        K.RandomAffine(degrees=0, translate=(0.125, 0.125), p=p, padding_mode="reflection"),
+        K.RandomAffine(degrees=0, scale=(2 ** -0.2, 2 ** 0.2), p=p, padding_mode="reflection"),
+        K.RandomAffine(degrees=180, p=p, padding_mode="reflection"),
+        K.RandomAffine(degrees=0, scale=(0.9, 1.1, 0.9, 1.1), p=p, padding_mode="reflection"))
+    color = K.ColorJitter(brightness=0.2, contrast=0.5, saturation=1.0, hue=0.1, p=p)
+    return color(pipe((x + 1) / 2).clamp(0, 1)) * 2 - 1
+
+
+def high_band(x: torch.Tensor) -> float:
+    H, W = x.shape[-2:]
+    spec = torch.fft.fft2(x - x.mean((2, 3), keepdim=True)).abs().square()
+    fy, fx = torch.fft.fftfreq(H).abs(), torch.fft.fftfreq(W).abs()
+    return spec[..., torch.maximum(fy[:, None], fx[None]) > 0.25].sum().item()
+
+
+def high_frequency_rows(samples: Path) -> list[tuple[str, str, str]]:
+    from kaogen.gan.ada import augment
+    from kaogen.images import list_images, load_rgb
+
+    x = torch.stack([load_rgb(p, size=256) for p in list_images(samples)]) * 2 - 1
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    new = sum(high_band(augment(x, 1.0, "bg", generator=g)) for _ in range(3)) / 3 / high_band(x)
+    geo = lambda y: previous_pipeline(y, 1.0)                                   # noqa: E731
+    old = sum(high_band(geo(x)) for _ in range(3)) / 3 / high_band(x)
+    return [("high-frequency energy kept, 'bg' p = 1, 30 faces 256^2", "cpu", f"kaogen {new:.3f}; previous pipeline {old:.3f}")]
+
+
+def thumbnails_fd(a: torch.Tensor, b: torch.Tensor) -> float:
+    from kaogen.gan.metrics import fid
+
+    t = lambda x: torch.nn.functional.adaptive_avg_pool2d(x.float(), 8).flatten(1).double()   # noqa: E731
+    return fid(t(a), t(b))
+
+
+def fewshot_rows(samples: Path, kimg: float) -> list[tuple[str, str, str]]:
+    """New ADA against the previous pipeline, same config, data, seed and kimg."""
+    import kaogen.gan.augment as aug_mod
+    from kaogen.images import list_images, load_rgb
+
+    reals = torch.stack([load_rgb(p, size=32) for p in list_images(samples)])
+    u8 = (reals * 255).round().to(torch.uint8)
+    rows = []
+    for name in ("kaogen ADA (bgc)", "previous pipeline"):
+        cfg = load_config(GANConfig, ROOT / "configs" / "gan" / "smoke.toml", kimg=kimg, snapshot_kimg=kimg, ada_kimg=2.0)
+        saved = aug_mod.augment
+        if name != "kaogen ADA (bgc)":
+            aug_mod.augment = lambda x, p, ops="bgc": previous_pipeline(x, p)     # noqa: E731
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                tr = GANTrainer(cfg, RealSampler(u8, None, 0, True), Path(tmp), "cpu", seed=0)
+                t = time.perf_counter()
+                tr.train(progress=False)
+                dt = time.perf_counter() - t
+                fakes = tr.bundle().generate(list(range(256)))
+        finally:
+            aug_mod.augment = saved
+        d = torch.cdist(fakes.flatten(1).double(), reals.flatten(1).double()) ** 2 / reals[0].numel()
+        psnr_nn = float((-10 * torch.log10(d.min(1).values)).mean())
+        rows.append((f"few-shot 32^2, {kimg:g} kimg: {name}", "cpu",
+                     f"p {tr.augment.p:.2f}; nearest-face PSNR {psnr_nn:.2f} dB; thumbnail FD {thumbnails_fd(reals, fakes):.4f}; "
+                     f"{dt / kimg:.0f} s/kimg"))
+    dr = torch.cdist(reals.flatten(1).double(), reals.flatten(1).double()) ** 2 / reals[0].numel()
+    dr.fill_diagonal_(float("inf"))
+    rows.append(("few-shot: the 30 faces to each other", "cpu", f"nearest-face PSNR {float((-10 * torch.log10(dr.min(1).values)).mean()):.2f} dB"))
+    return rows
+
+
+def seconds_per_kimg(cfg: GANConfig, device: str, kimg: float, p: float = 0.0) -> float:
     R = cfg.net.resolution
     images = (torch.rand(64, 3, R, R) * 255).to(torch.uint8)
     with tempfile.TemporaryDirectory() as tmp:
         tr = GANTrainer(cfg, RealSampler(images, None, 0, True), Path(tmp), device)
+        tr.augment.p = p
         for _ in range(max(2, cfg.r1_every // 4)):            # warm-up (first lazy regularisation steps included)
             tr.train_step()
         if device == "cuda":
@@ -55,11 +142,23 @@ def seconds_per_kimg(cfg: GANConfig, device: str, kimg: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--fewshot", type=float, default=0.0, help="kimg of the few-shot ADA comparison (0: skip)")
     args = parse(ap)
     print(machine_line(args) + "\n")
     rows = []
+    from kaogen.gan.networks import Discriminator
+
+    count = lambda m: f"{sum(p.numel() for p in m.parameters()):,}"   # noqa: E731
+    auto = NetworkConfig(resolution=256, mapping_layers=2)
+    rows.append(("parameters, official auto 256^2", "-", f"G {count(Generator(auto))}, D {count(Discriminator(auto))}, "
+                 f"D with 4 classes {count(Discriminator(NetworkConfig(resolution=256, mapping_layers=2, num_classes=4)))}"))
+    samples = ROOT.parent / "shared" / "kaokore" / "samples"
+    if samples.is_dir():
+        rows += high_frequency_rows(samples)
     smoke = load_config(GANConfig, ROOT / "configs" / "gan" / "smoke.toml")
-    rows.append(("smoke training (configs/gan/smoke.toml)", "cpu", f"{seconds_per_kimg(smoke, 'cpu', 0.25 if args.quick else 1.0):.1f} s/kimg"))
+    for p in (0.0, 0.3):
+        rows.append((f"smoke training (configs/gan/smoke.toml), ADA p {p}", "cpu",
+                     f"{seconds_per_kimg(smoke, 'cpu', 0.25 if args.quick else 1.0, p):.1f} s/kimg"))
     G = Generator(NetworkConfig(resolution=256, channel_base=8192, channel_max=256)).eval()
     g = GeneratorBundle(G)
     g.generate([0])
@@ -70,11 +169,12 @@ def main() -> None:
         best = min(best, time.perf_counter() - t)
     rows.append(("sample 256^2 (base 8192, max 256 ch)", "cpu", f"{best:.2f} s/image"))
     if torch.cuda.is_available():
-        auto = GANConfig(net=NetworkConfig(resolution=256, channel_base=16384, channel_max=512, mapping_layers=2),
-                         batch=32, r1_gamma=0.8192)
+        auto = load_config(GANConfig, ROOT / "configs" / "gan" / "auto256.toml")
         rows.append(("training 256^2, auto size, batch 32", torch.cuda.get_device_name(),
                      f"{seconds_per_kimg(auto, 'cuda', 2.0 if args.quick else 8.0):.1f} s/kimg"))
     rows += copying_check()
+    if args.fewshot > 0 and samples.is_dir():
+        rows += fewshot_rows(samples, args.fewshot)
     print("| what | device | result |\n| --- | --- | --- |")
     for r in rows:
         print("| " + " | ".join(r) + " |")
