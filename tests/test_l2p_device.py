@@ -250,3 +250,27 @@ def test_painting_on_the_device_matches_the_cpu(device, actor):
         assert torch.equal(dev.strokes, cpu.strokes)
     else:
         assert (dev.render(64) - cpu.render(64)).abs().mean() < 0.02
+
+
+@pytest.mark.parametrize("actor", ["resnet", "dense"])
+def test_a_whole_painting_with_the_accelerator_policy_syncs_a_fixed_few_times(actor, monkeypatch):
+    """Everything a painting runs, the renderer included, under the rasterisers' accelerator policy
+    (whole-canvas evaluation without read-back, which a GPU takes for an action's strokes): 2 actions
+    or 8, with or without --plan, give the same count of syncs and host-to-device copies."""
+    import importlib
+
+    policy = lambda s, H, W, dense=None: True if dense is None else dense   # noqa: E731
+    for name in ("kaogen.render.rasterize", "kaogen.render.soft"):
+        monkeypatch.setattr(importlib.import_module(name), "use_dense", policy)
+    agent = tiny_agent(actor, canvas=32, reward_scales=3)
+    if actor == "dense":
+        agent.actor.shortlist = ALL_CELLS
+    imgs = [torch.rand(3, 20, 24, generator=torch.Generator().manual_seed(0))]
+    for opts in (dict(), dict(plan=3)):
+        totals = []
+        for steps in (2, 8):
+            with SyncCounter() as c:
+                paint(agent, imgs, PaintOptions(steps=steps, **opts))
+            totals.append(dict(c.counts))
+        assert totals[0] == totals[1], (opts, totals)
+        assert sum(totals[1].values()) <= 8, totals

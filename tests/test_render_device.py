@@ -342,3 +342,24 @@ def test_register_brush_seam():
         else:
             B._LOADERS["neural-brush"] = old
     assert json.dumps(p.to_dict())                         # the painter is never saved
+
+
+def test_dense_evaluation_equals_culling_and_reads_nothing_back():
+    """On an accelerator a small call evaluates whole canvases with no host read-back (an agent's
+    action: per action no sync at all); its values are the culled path's (culling skips zeros)."""
+    from sync_counter import SyncCounter
+
+    from kaogen.render.rasterize import DENSE_BUDGET, rasterize, use_dense
+    from kaogen.render.soft import soft_rasterize
+    from kaogen.render.strokes import random_strokes
+
+    s = random_strokes(40, torch.Generator().manual_seed(3))
+    culled, soft = rasterize(s, 64), soft_rasterize(s, 64, margin=64.0)
+    with SyncCounter() as c:
+        dense, dense_soft = rasterize(s, 64, dense=True), soft_rasterize(s, 64, dense=True)
+    assert c.counts["sync"] == 0 and c.counts["h2d"] == 0, c.report()
+    torch.testing.assert_close(dense, culled, atol=1e-6, rtol=0)
+    torch.testing.assert_close(dense_soft, soft, atol=1e-6, rtol=0)
+    meta = torch.empty(5 * 256, 13, device="meta")
+    assert use_dense(meta, 128, 128) and not use_dense(s, 128, 128)            # accelerators only
+    assert not use_dense(torch.empty(DENSE_BUDGET // 4096 + 1, 13, device="meta"), 64, 64)   # too large: cull

@@ -47,6 +47,12 @@ class Windows:
     w: int
 
 
+def full_windows(s: torch.Tensor, H: int, W: int) -> Windows:
+    """Every stroke's window is the whole canvas (no host read-back)."""
+    zero = torch.zeros(len(s), dtype=torch.long, device=s.device)
+    return Windows(top=zero, left=zero, h=H, w=W)
+
+
 def stroke_windows(s: torch.Tensor, H: int, W: int, margin: float = 1.0) -> Windows:
     """The smallest common window size holding every stroke's bounding box (+ margin px).
 

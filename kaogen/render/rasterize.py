@@ -9,6 +9,12 @@ misplace the curve by pixels at 512 px. The alpha is returned in the strokes' dt
 
 Strokes are grouped by the size of their bounding box (sorted, about `budget` window pixels per
 group), so small strokes are not evaluated over the window of the largest one.
+
+Host synchronisation: culling and windows need the strokes' boxes on the host (one read-back per
+call). On an accelerator, a call whose whole-canvas evaluation is small (strokes x pixels <=
+DENSE_BUDGET: an agent's action on a 128 px canvas for hundreds of images) evaluates every pixel
+instead, with no read-back at all: the same values (culling only skips zeros). There the strokes'
+finiteness is not checked (it would need the read-back); non-finite strokes give non-finite alpha.
 """
 
 from __future__ import annotations
@@ -19,8 +25,19 @@ import torch
 
 from kaogen.device import float32_region
 from kaogen.render import strokes as S
-from kaogen.render.coverage import Windows, alpha_in_windows, hard_ramp, stroke_windows
+from kaogen.render.coverage import Windows, alpha_in_windows, full_windows, hard_ramp, stroke_windows
 from kaogen.render.tiles import stroke_tiles, tile_crop, tiles_to_canvas
+
+
+DENSE_BUDGET = 1 << 26      # strokes x pixels under which an accelerator evaluates whole canvases
+
+
+def use_dense(s: torch.Tensor, H: int, W: int, dense: bool | None = None) -> bool:
+    """Evaluate whole canvases without reading anything back? `dense` None: on a non-CPU device when
+    strokes x pixels <= DENSE_BUDGET (on a CPU culling is always faster)."""
+    if dense is not None:
+        return dense
+    return s.device.type != "cpu" and s.shape[0] * H * W <= DENSE_BUDGET
 
 
 @dataclass
@@ -85,10 +102,12 @@ def _crops(s: torch.Tensor, H: int, W: int, budget: int, tiled: bool, dtype: tor
 
 
 @torch.no_grad()
-def rasterize(s: torch.Tensor, H: int, W: int | None = None, budget: int = 65536, tiled: bool = True) -> torch.Tensor:
+def rasterize(s: torch.Tensor, H: int, W: int | None = None, budget: int = 65536, tiled: bool = True,
+              dense: bool | None = None) -> torch.Tensor:
     """Full-canvas alpha of every stroke.
 
-    Args:  s (..., 13) strokes; H, W canvas size (W defaults to H).
+    Args:  s (..., 13) strokes; H, W canvas size (W defaults to H);
+           dense: evaluate every pixel with no host read-back (None: `use_dense`'s choice).
     Returns: (..., H, W) alpha in [0, 1], same device and dtype as `s`.
     """
     W = H if W is None else W
@@ -96,6 +115,9 @@ def rasterize(s: torch.Tensor, H: int, W: int | None = None, budget: int = 65536
     flat = S.check_strokes(s, finite=False).reshape(-1, S.NUM_FIELDS)
     with float32_region(s.device):
         flat = flat.to(S.compute_dtype(flat))
+        if use_dense(flat, H, W, dense):
+            a = alpha_in_windows(flat, full_windows(flat, H, W), H, W, hard_ramp)
+            return a.to(s.dtype).reshape(*lead, H, W)
         if tiled:
             return tiles_to_canvas(stroke_tiles(flat, H, W), H, W).to(s.dtype).reshape(*lead, H, W)
         full = torch.zeros(len(flat), H * W, device=s.device, dtype=flat.dtype)

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from kaogen.device import float32_region
 from kaogen.render import strokes as S
-from kaogen.render.coverage import alpha_in_windows, hard_ramp, stroke_windows
-from kaogen.render.rasterize import _place
+from kaogen.render.coverage import alpha_in_windows, full_windows, hard_ramp, stroke_windows
+from kaogen.render.rasterize import _place, use_dense
 
 
 def soft_ramp(x: torch.Tensor, softness: float) -> torch.Tensor:
@@ -30,7 +30,7 @@ def soft_ramp(x: torch.Tensor, softness: float) -> torch.Tensor:
 
 
 def soft_rasterize(s: torch.Tensor, H: int, W: int | None = None, softness: float = 0.5,
-                   margin: float | None = None) -> torch.Tensor:
+                   margin: float | None = None, dense: bool | None = None) -> torch.Tensor:
     """Full-canvas, differentiable alpha of every stroke.
 
     Args:
@@ -40,6 +40,9 @@ def soft_rasterize(s: torch.Tensor, H: int, W: int | None = None, softness: floa
         margin:    px around each stroke's box that is evaluated (default 1 + 8 * softness); the
                    alpha beyond it is taken as 0. A margin >= the canvas size evaluates every pixel,
                    which makes alpha exactly continuous in the parameters (gradcheck).
+        dense:     evaluate every pixel, with no host read-back of the windows (None: on an
+                   accelerator when it is small, see rasterize.use_dense; values then equal a
+                   margin >= the canvas size)
     Returns:
         (..., H, W) alpha in [0, 1], in the strokes' dtype (computed in float32 or float64, see rasterize.py)
     """
@@ -48,6 +51,9 @@ def soft_rasterize(s: torch.Tensor, H: int, W: int | None = None, softness: floa
     flat = S.check_strokes(s, finite=False).reshape(-1, S.NUM_FIELDS)
     with float32_region(s.device):                   # float32 (float64 for float64 strokes), never autocast
         flat = flat.to(S.compute_dtype(flat))        # differentiable: float16 strokes get float16 gradients
+        if use_dense(flat, H, W, dense):
+            a = alpha_in_windows(flat, full_windows(flat, H, W), H, W, lambda x: soft_ramp(x, softness), eps=1e-8)
+            return a.to(s.dtype).reshape(*lead, H, W)
         win = stroke_windows(flat, H, W, margin=1.0 + 8.0 * softness if margin is None else margin)
         a = alpha_in_windows(flat, win, H, W, lambda x: soft_ramp(x, softness), eps=1e-8)
         return _place(a, win, H, W).to(s.dtype).reshape(*lead, H, W)
