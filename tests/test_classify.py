@@ -28,6 +28,7 @@ from kaogen.classify.config import ClassifierConfig
 from kaogen.classify.data import load_faces, split_sizes
 from kaogen.classify.models import ARCHS, build_network, imagenet_file
 from kaogen.classify.scores import scores
+from kaogen.classify.synthetic import planted_cue_root
 from kaogen.classify.train import ClassifierTrainer
 from kaogen.cli.main import cli
 from kaogen.errors import KaogenError
@@ -43,30 +44,10 @@ def invoke(*args, ok=True):
 
 
 def cue_root(root: Path) -> Path:
-    """Each sample face twice: as it is (gender 0) and with a green square in its top-left corner
-    (gender 1). Faces i % 5 < 3 train, 3 dev, 4 test (both versions on the same side), works A / B / C."""
+    """The planted-cue root (kaogen.classify.synthetic): the green top-left square decides gender."""
     if not (SAMPLES / "labels.csv").is_file():
         pytest.skip("../shared/kaokore/samples is not present")
-    (root / "images_256").mkdir(parents=True)
-    rows = list(csv.DictReader((SAMPLES / "labels.csv").open()))
-    with (root / "labels.csv").open("w", newline="") as f, (root / "original_tags.txt").open("w") as t:
-        w = csv.writer(f)
-        w.writerow(["image", "gender", "status", "set"])
-        n = 0
-        for i, row in enumerate(rows):
-            img = Image.open(SAMPLES / row["image"]).convert("RGB").resize((256, 256))
-            side = "train" if i % 5 < 3 else "dev" if i % 5 == 3 else "test"
-            for cue in (0, 1):
-                im = img.copy()
-                if cue:
-                    s = int(256 * CUE)
-                    im.paste((0, 255, 0), (0, 0, s, s))
-                name = f"{n:08d}.jpg"
-                im.save(root / "images_256" / name, quality=95)
-                w.writerow([name, cue, i % 4, side])
-                t.write(f"{name}:原典={'ABC'[i % 3]};制作年=江戸\n")
-                n += 1
-    return root
+    return planted_cue_root(SAMPLES, root, CUE)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +92,7 @@ def test_planted_cue_is_learnt_and_grad_cam_lies_on_it(cue_run, tmp_path):
         masses.append(cam[:128, :128].sum() / cam.sum())    # the top-left quarter holds the cue
         assert (tmp_path / "ex" / f"{Path(name).stem}.cam.png").is_file()
         assert (tmp_path / "ex" / f"{Path(name).stem}.guided.png").is_file()
-    assert np.mean(masses) > 0.6, masses                    # a uniform map would put 0.25 there
+    assert np.mean(masses) > 0.5 and min(masses) > 0.4, masses   # a uniform map would put 0.25 there
     wide = np.load(tmp_path / "ex" / "wide.cam.npy")
     assert wide.shape == (200, 256) and wide.dtype == np.float32 and 0 <= wide.min() and wide.max() <= 1
     assert not wide[:, :28].any() and not wide[:, -28:].any()   # the network saw the centred 200 px square
@@ -129,6 +110,14 @@ def test_scores_by_hand():
     f1a, f1b = 2 * (5 / 7) * (5 / 6) / (5 / 7 + 5 / 6), 2 * (3 / 4) * (1 / 2) / (3 / 4 + 1 / 2)
     assert s.macro_f1 == pytest.approx((f1a + f1b) / 2)       # over the classes that have faces
     assert s.support == [6, 6, 0]
+
+
+def test_every_config_loads_and_covers_the_papers_table():
+    from kaogen.config import load_config
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs" / "classify").glob("*.toml"))
+    archs = {load_config(ClassifierConfig, p).arch for p in configs}
+    assert archs <= set(ARCHS) and {a for a, v in ARCHS.items() if v.paper} <= archs and len(archs) == len(configs)
 
 
 def constant_classifier(path: Path, label: str, always: int, resolution: int = 32) -> Path:
@@ -195,10 +184,14 @@ def test_resume_is_exact_and_amp_runs_bf16_on_the_cpu(sample_root, tmp_path):
     dev = load_faces(sample_root, "status", "dev", resolution=32)
     straight = ClassifierTrainer(tiny_cfg(), train, dev, tmp_path / "a", "cpu", seed=3)
     dtypes = set()
-    hook = straight.net.backbone.layer1.register_forward_hook(lambda m, i, o: dtypes.add(o.dtype))
+    def record(module, inputs, output):
+        if module.training:
+            dtypes.add(output.dtype)
+
+    hook = straight.net.backbone.layer1.register_forward_hook(record)
     straight.train(progress=False)
     hook.remove()
-    assert torch.bfloat16 in dtypes                    # the amp path is the one CUDA runs
+    assert dtypes == {torch.bfloat16}                  # training steps take the amp path CUDA runs
     first = ClassifierTrainer(tiny_cfg(epochs=1), train, dev, tmp_path / "b", "cpu", seed=3)
     first.train(progress=False)
     again = ClassifierTrainer(tiny_cfg(), train, dev, tmp_path / "b", "cpu", seed=3)
@@ -278,6 +271,9 @@ def test_similar_faces_itself_first_other_works_and_the_cache(sample_root, tmp_p
     Image.open(root / "images_256" / "00000007.jpg").rotate(90).save(root / "images_256" / "00000007.jpg")
     assert not find_similar(clf, root, "00000000.jpg").cache_hit
     assert find_similar(clf, root, "00000000.jpg").cache_hit
+    st = (root / "images_256" / "00000009.jpg").stat()
+    os.utime(root / "images_256" / "00000009.jpg", ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))   # rewritten?
+    assert not find_similar(clf, root, "00000000.jpg").cache_hit
     with torch.no_grad():
         clf.net.backbone.conv1.weight.mul_(1.01)
     clf.save(ckpt)
