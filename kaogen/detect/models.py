@@ -42,7 +42,7 @@ class DetectorSpec:
     min_size: int = 800            # torchvision's resize: short side (patch mode: the patch's short side)
     max_size: int = 1333           # ... unless the long side would pass this
     pretrained: str = "none"       # none | imagenet | PATH to a detector state dict
-    tiny_width: int = 32           # fcos_tiny: FPN channels (a multiple of 16: GroupNorm groups)
+    tiny_width: int = 32           # fcos_tiny: FPN channels (a multiple of 32: the FCOS head's GroupNorm groups)
     score_thresh: float = 0.05     # the model keeps detections above this (mAP needs the low ones)
     detections_per_img: int = 100
 
@@ -98,8 +98,8 @@ def _fcos_tiny(spec: DetectorSpec) -> nn.Module:
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork
 
-    if spec.tiny_width < 16 or spec.tiny_width % 16:
-        raise KaogenError(f"tiny_width must be a multiple of 16, not {spec.tiny_width}")
+    if spec.tiny_width < 32 or spec.tiny_width % 32:
+        raise KaogenError(f"tiny_width must be a multiple of 32 (FCOS head: GroupNorm of 32 groups), not {spec.tiny_width}")
 
     class Backbone(nn.Module):
         def __init__(self, width: int):

@@ -39,11 +39,14 @@ def windows(width: int, height: int, patch: tuple[int, int], overlap: float) -> 
     return [(x, y) for y in window_origins(height, patch[1], overlap) for x in window_origins(width, patch[0], overlap)]
 
 
-def merge(boxes: torch.Tensor, scores: torch.Tensor, iou: float = 0.5, ios: float = 0.7) -> torch.Tensor:
-    """Indices of the boxes kept by greedy merging (see the module docstring), by descending score."""
+def merge(boxes: torch.Tensor, scores: torch.Tensor, iou: float = 0.5, ios: float = 0.7,
+          cut: torch.Tensor | None = None) -> torch.Tensor:
+    """Indices of the boxes kept by greedy merging (see the module docstring), by descending score;
+    boxes marked `cut` (touching a window edge inside the page) come after every whole one."""
     if len(boxes) == 0:
         return torch.zeros(0, dtype=torch.long)
-    order = scores.argsort(descending=True)
+    priority = scores.float() + (0.0 if cut is None else (~cut).float() * 2)
+    order = priority.argsort(descending=True, stable=True)
     b = boxes[order].float()
     ov = box_iou(b, b)
     area = box_area(b)
@@ -75,28 +78,36 @@ def sliced_detect(model, page: torch.Tensor, patch: tuple[int, int] | None, over
     device = next(model.parameters()).device
     model.eval()
     _, H, W = page.shape
-    found_b, found_s = [], []
+    found_b, found_s, found_c = [], [], []
 
-    def run(images: list[torch.Tensor], offsets: list[tuple[int, int]]) -> None:
+    def run(images: list[torch.Tensor], offsets: list[tuple[int, int]], size: tuple[int, int] | None) -> None:
         with autocast(device, amp):
             outs = model([im.to(device) for im in images])
         for out, (x0, y0) in zip(outs, offsets):
-            found_b.append(out["boxes"].float().cpu() + torch.tensor([x0, y0, x0, y0], dtype=torch.float32))
+            b = out["boxes"].float().cpu() + torch.tensor([x0, y0, x0, y0], dtype=torch.float32)
+            cut = torch.zeros(len(b), dtype=torch.bool)
+            if size is not None:     # a box on a window edge that is not the page's was cut by the window
+                x1, y1 = x0 + size[0], y0 + size[1]
+                cut = ((b[:, 0] <= x0 + 1) & (x0 > 0)) | ((b[:, 1] <= y0 + 1) & (y0 > 0)) | \
+                      ((b[:, 2] >= x1 - 1) & (x1 < W)) | ((b[:, 3] >= y1 - 1) & (y1 < H))
+            found_b.append(b)
             found_s.append(out["scores"].float().cpu())
+            found_c.append(cut)
 
     if patch is not None:
         pw, ph = patch
         wins = windows(W, H, patch, overlap)
         for i in range(0, len(wins), batch):
             chunk = wins[i:i + batch]
-            run([pad_to(page[:, y:y + ph, x:x + pw], pw, ph) for x, y in chunk], chunk)
+            run([pad_to(page[:, y:y + ph, x:x + pw], pw, ph) for x, y in chunk], chunk, patch)
     if whole_page or patch is None:
-        run([page], [(0, 0)])
+        run([page], [(0, 0)], None)
     boxes = torch.cat(found_b) if found_b else torch.zeros(0, 4)
     scores = torch.cat(found_s) if found_s else torch.zeros(0)
+    cut = torch.cat(found_c) if found_c else torch.zeros(0, dtype=torch.bool)
     boxes = torch.stack([boxes[:, 0].clamp(0, W), boxes[:, 1].clamp(0, H),
                          boxes[:, 2].clamp(0, W), boxes[:, 3].clamp(0, H)], 1)
     ok = (boxes[:, 2] > boxes[:, 0] + 1) & (boxes[:, 3] > boxes[:, 1] + 1)
-    boxes, scores = boxes[ok], scores[ok]
-    keep = merge(boxes, scores, iou, ios)
+    boxes, scores, cut = boxes[ok], scores[ok], cut[ok]
+    keep = merge(boxes, scores, iou, ios, cut)
     return boxes[keep], scores[keep]
