@@ -56,10 +56,7 @@ config_option = click.option(
 def _check_device(ctx: click.Context, param: click.Parameter, value):
     from kaogen.device import resolve_device
 
-    try:
-        resolve_device(value)            # present, and cuda:N within the device count
-    except KaogenError as e:
-        raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+    resolve_device(value)                # present, and cuda:N within the device count: else one line
     return value
 
 
