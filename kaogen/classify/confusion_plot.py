@@ -16,18 +16,20 @@ def confusion_png(s: Scores, path: str | Path, title: str = "", cell: int = 72) 
     C = len(s.classes)
     font = ImageFont.load_default(13)
     small = ImageFont.load_default(11)
-    left, top = 110, 60
-    W, H = left + C * cell + 20, top + C * cell + 50
+    title = title or f"accuracy {100 * s.accuracy:.2f} %, macro-F1 {100 * s.macro_f1:.2f} %"
+    left, top = 110, 72
+    W = max(left + C * cell + 20, int(font.getlength(title)) + 20)
+    H = top + C * cell + 50
     img = Image.new("RGB", (W, H), (255, 255, 255))
     d = ImageDraw.Draw(img)
     cm = np.asarray(s.confusion, dtype=np.float64)
     rows = cm.sum(1, keepdims=True)
     share = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-    d.text((10, 8), title or f"accuracy {100 * s.accuracy:.2f} %, macro-F1 {100 * s.macro_f1:.2f} %", fill=(0, 0, 0), font=font)
-    d.text((left, top - 22), "predicted", fill=(90, 90, 90), font=small)
+    d.text((10, 8), title, fill=(0, 0, 0), font=font)
+    d.text((left, top - 40), "predicted", fill=(90, 90, 90), font=small)
     for i in range(C):
         d.text((8, top + i * cell + cell // 2 - 7), s.classes[i][:14], fill=(0, 0, 0), font=small)
-        d.text((left + i * cell + 4, top - 8 - 2), s.classes[i][:10], fill=(0, 0, 0), font=small, anchor="lb")
+        d.text((left + i * cell + 4, top - 6), s.classes[i][:10], fill=(0, 0, 0), font=small, anchor="lb")
         for j in range(C):
             v = share[i, j]
             colour = tuple(int(255 - v * (255 - c)) for c in (33, 102, 172))
