@@ -8,7 +8,7 @@
 
 Files, lowest layer first: models (torchvision networks, heads, weights), config, data (faces in
 memory, split sizes), scores, anchors (published numbers), confusion_plot, bundle (Classifier),
-distributed, evaluate, train, explain, predict, similar.
+evaluate, train (torchrun: kaogen.distributed), explain, predict, similar.
 """
 
 import importlib

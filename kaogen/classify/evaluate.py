@@ -18,7 +18,7 @@ import torch
 from kaogen.classify.anchors import comparison_table
 from kaogen.classify.bundle import Classifier
 from kaogen.classify.data import load_faces
-from kaogen.classify.distributed import all_reduce_sum, dist_info
+from kaogen.distributed import all_reduce_sum, dist_info
 from kaogen.classify.scores import Scores, confusion_matrix, scores
 from kaogen.device import autocast
 

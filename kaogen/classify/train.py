@@ -39,7 +39,7 @@ from kaogen.classify.bundle import Classifier
 from kaogen.classify.config import ClassifierConfig
 from kaogen.classify.confusion_plot import confusion_png
 from kaogen.classify.data import Faces, class_names
-from kaogen.classify.distributed import all_gather_objects, all_reduce_sum, dist_info
+from kaogen.distributed import all_gather_objects, all_reduce_sum, dist_info
 from kaogen.classify.evaluate import confusion_on
 from kaogen.classify.models import build_network, check_resolution
 from kaogen.classify.scores import scores

@@ -44,7 +44,7 @@ def train_classifier(data, label, arch, pretrained, split, resolution, epochs, b
 
     from kaogen.classify.config import ClassifierConfig
     from kaogen.classify.data import format_split_sizes, load_faces, split_sizes
-    from kaogen.classify.distributed import broadcast_object, dist_info, setup_distributed, teardown_distributed
+    from kaogen.distributed import broadcast_object, dist_info, setup_distributed, teardown_distributed
     from kaogen.classify.models import check_resolution, get_arch
     from kaogen.classify.train import ClassifierTrainer, initial_network
     from kaogen.config import from_dict, load_config

@@ -32,7 +32,8 @@ def train_gan(data, outdir, config_path, resume, kimg, cond, split, amp, progres
     from kaogen.errors import KaogenError
     from kaogen.gan.config import GANConfig
     from kaogen.gan.data import CLASS_NAMES, RealSampler, load_images
-    from kaogen.gan.train import GANTrainer, dist_info, setup_distributed, teardown_distributed
+    from kaogen.distributed import dist_info, setup_distributed, teardown_distributed
+    from kaogen.gan.train import GANTrainer
     from kaogen.runs import next_run_dir, record_run
 
     setup_distributed()

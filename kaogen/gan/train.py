@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -35,6 +34,7 @@ from tqdm import tqdm
 from kaogen.atomic import atomic_write_text
 from kaogen.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from kaogen.device import autocast, restore_rng, rng_state
+from kaogen.distributed import all_gather_objects, dist_info, sync_grads
 from kaogen.errors import KaogenError
 from kaogen.gan.augment import Augment
 from kaogen.gan.config import GANConfig
@@ -46,40 +46,6 @@ from kaogen.plot import line_plot
 
 SNAPSHOT_KIND = "gan-train"
 GRID_SEEDS = list(range(16))
-
-
-def dist_info() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def sync_grads(module: torch.nn.Module) -> None:
-    """Average the gradients over processes: one all-reduce of all of them, flattened (as DDP's buckets).
-
-    A parameter without a gradient gets zeros first, so that every rank's flat layout is the same."""
-    rank, world = dist_info()
-    if world == 1:
-        return
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
-    torch.distributed.all_reduce(flat)
-    flat /= world
-    for p, g in zip(params, flat.split([p.numel() for p in params])):
-        p.grad.copy_(g.view_as(p))
-
-
-def all_gather_objects(obj) -> list:
-    """Every rank's `obj` (a small picklable value), in rank order; [obj] in one process."""
-    rank, world = dist_info()
-    if world == 1:
-        return [obj]
-    out = [None] * world
-    torch.distributed.all_gather_object(out, obj)
-    return out
 
 
 class GANTrainer:
@@ -330,21 +296,3 @@ class GANTrainer:
         data = [json.loads(ln) for ln in self.metrics.read_text().splitlines() if ln.strip()]
         line_plot({k: [(r["kimg"], r[k]) for r in data if k in r] for k in ("g_loss", "d_loss", "augment_p", "r1")},
                   self.run / "samples" / "curves.png")
-
-
-def setup_distributed() -> None:
-    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def teardown_distributed() -> None:
-    """Leave the process group together: every rank waits for rank 0's last writes, then the group is
-    destroyed before the interpreter exits (left to exit-time destructors, gloo sometimes aborted a
-    rank whose peer had already gone, failing the launch after a finished run)."""
-    if torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()

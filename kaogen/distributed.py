@@ -1,8 +1,9 @@
-"""torchrun plumbing for the classifier: join and leave the process group, rank and world size.
+"""torchrun plumbing shared by every trainer: join and leave the process group, rank and world size,
+averaged gradients, small values gathered for the replica checks.
 
-One process per device (NCCL on CUDA, gloo on the CPU). Gradients are averaged by torch's
-DistributedDataParallel, which also broadcasts rank 0's BatchNorm statistics before each forward,
-so replicas stay equal; `all_gather_objects` collects small values for the replica checks.
+One process per device (NCCL on CUDA, gloo on the CPU; each rank takes GPU LOCAL_RANK). The
+classifier averages gradients with DistributedDataParallel; the GAN trainer, whose steps run
+several backward passes per optimiser step, with `sync_grads` (one flat all-reduce).
 """
 
 from __future__ import annotations
@@ -59,3 +60,20 @@ def broadcast_object(obj, src: int = 0):
     holder = [obj]
     torch.distributed.broadcast_object_list(holder, src)
     return holder[0]
+
+
+def sync_grads(module: torch.nn.Module) -> None:
+    """Average the gradients over processes: one all-reduce of all of them, flattened (as DDP's buckets).
+
+    A parameter without a gradient gets zeros first, so that every rank's flat layout is the same."""
+    if dist_info()[1] == 1:
+        return
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    torch.distributed.all_reduce(flat)
+    flat /= dist_info()[1]
+    for p, g in zip(params, flat.split([p.numel() for p in params])):
+        p.grad.copy_(g.view_as(p))
