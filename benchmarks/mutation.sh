@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Mutation testing of kaogen's core with mutmut 3 (pip install -e '.[test,mutation]').
+#
+#   bash benchmarks/mutation.sh data/download         # one module: kaogen/data/download.py
+#   bash benchmarks/mutation.sh all                   # every module below, one after the other
+#   bash benchmarks/mutation.sh list                  # the modules and the tests each is run with
+#   bash benchmarks/mutation.sh data/download results # survivors of the last pass (no run)
+#   bash benchmarks/mutation.sh data/download show kaogen.data.download.x_fetch_one__mutmut_12
+#   bash benchmarks/mutation.sh data/download run 'kaogen.data.download.x_fetch_one__mutmut_12'
+#
+# Too slow for CI (minutes to an hour per module on 2 cores); it is not part of .ci/run. Each
+# module is run with only its own test files (MODULES below), in build/mutation/<module>/, a
+# snapshot of the working tree: its pyproject.toml is this repository's [tool.mutmut] section
+# with `only_mutate` and `pytest_add_cli_args_test_selection` set for the module, and a link
+# `shared` -> ../shared, so that tests/conftest.py (SHARED = parents[2] / "shared") finds the
+# real KaoKore material from mutants/tests/. Shipped checkpoints are read from this checkout
+# (KAOGEN_CHECKPOINTS). One mutmut worker by default (MUTATION_JOBS=N for more).
+# Each pass ends with mutmut's summary and writes build/mutation/<module>/summary.txt
+# (killed / survived / no tests / timeout, kill rate) and survivors.txt.
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$REPO"
+
+# module (under kaogen/, without .py) -> the test files it is mutated against
+declare -A MODULES=(
+  [data/download]="tests/test_download.py tests/test_mutants_data.py"
+  [data/splits]="tests/test_data.py tests/test_properties.py tests/test_mutants_data.py"
+  [data/metadata]="tests/test_data.py tests/test_data_compat.py tests/test_properties.py tests/test_mutants_data.py"
+  [images]="tests/test_data.py tests/test_properties.py tests/test_mutants_images.py"
+  [checkpoint]="tests/test_foundation.py tests/test_mutants_foundation.py"
+  [config]="tests/test_foundation.py tests/test_mutants_foundation.py"
+  [l2p/refine]="tests/test_l2p.py tests/test_properties.py tests/test_mutants_l2p.py"
+  [l2p/plan]="tests/test_l2p.py tests/test_properties.py tests/test_mutants_l2p.py"
+  [gan/augment]="tests/test_gan.py tests/test_mutants_gan.py"
+  [render/composite]="tests/test_render.py tests/test_properties.py tests/test_mutants_render.py"
+  [render/tiles]="tests/test_render.py tests/test_properties.py tests/test_mutants_render.py"
+)
+ORDER="data/download data/splits data/metadata images checkpoint config l2p/refine l2p/plan gan/augment render/composite render/tiles"
+
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 1 ] || usage
+MOD="${1%.py}"; MOD="${MOD#kaogen/}"; shift || true
+
+if [ "$MOD" = list ]; then
+  for m in $ORDER; do printf '%-18s %s\n' "$m" "${MODULES[$m]}"; done; exit 0
+fi
+if [ "$MOD" = all ]; then
+  for m in $ORDER; do bash "$0" "$m" "$@" || echo "mutation.sh: $m failed (exit $?)"; done; exit 0
+fi
+[ -n "${MODULES[$MOD]+x}" ] || { echo "mutation.sh: unknown module $MOD (see: bash $0 list)" >&2; exit 2; }
+command -v mutmut >/dev/null || { echo "mutation.sh: mutmut is not installed: pip install -e '.[mutation]'" >&2; exit 2; }
+
+NAME="${MOD//\//.}"
+WORK="$REPO/build/mutation/$NAME"
+ACTION="${1:-fresh}"; [ $# -ge 1 ] && shift
+
+TESTS=""
+for t in ${MODULES[$MOD]}; do [ -f "$t" ] && TESTS="$TESTS $t"; done
+
+export KAOGEN_CHECKPOINTS="$REPO/checkpoints"
+
+if [ "$ACTION" = fresh ]; then
+  rm -rf "$WORK"; mkdir -p "$WORK"
+  cp -a kaogen tests configs benchmarks cli.py "$WORK"/
+  find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
+  [ -d "$REPO/../shared" ] && ln -s "$(cd "$REPO/../shared" && pwd)" "$WORK/shared"
+  # pyproject.toml for the pass: pytest's settings, and [tool.mutmut] narrowed to this module
+  python - "$REPO/pyproject.toml" "$WORK/pyproject.toml" "kaogen/$MOD.py" $TESTS <<'PY'
+import json, sys, tomllib
+src, dst, module, *tests = sys.argv[1:]
+data = tomllib.load(open(src, "rb"))
+mm = dict(data.get("tool", {}).get("mutmut", {}))
+mm["only_mutate"] = [module]
+mm["pytest_add_cli_args_test_selection"] = tests
+def val(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float, str)):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, list):
+        return "[" + ", ".join(val(x) for x in v) + "]"
+    raise TypeError(f"[tool.mutmut] value {v!r} not supported here")
+with open(dst, "w") as f:
+    f.write("# written by benchmarks/mutation.sh for one module; edit the repository's pyproject.toml\n")
+    f.write("[tool.pytest.ini_options]\n")
+    for k, v in data.get("tool", {}).get("pytest", {}).get("ini_options", {}).items():
+        f.write(f"{k} = {val(v)}\n")
+    f.write("\n[tool.mutmut]\n")
+    for k, v in mm.items():
+        f.write(f"{k} = {val(v)}\n")
+PY
+  ACTION=run
+fi
+[ -d "$WORK" ] || { echo "mutation.sh: no pass for $MOD yet: bash $0 $MOD" >&2; exit 2; }
+cd "$WORK"
+
+summarise() {
+  mutmut results --all true > results.txt 2>/dev/null || true
+  python - "$MOD" <<'PY'
+import collections, re, sys
+counts = collections.Counter()
+survivors = []
+for line in open("results.txt"):
+    m = re.match(r"\s*(\S+): (.+)$", line)
+    if m:
+        counts[m.group(2).strip()] += 1
+        if m.group(2).strip() == "survived":
+            survivors.append(m.group(1))
+killed = counts["killed"] + counts["timeout"] + counts["segfault"] + counts["caught by type check"]
+tested = killed + counts["survived"]
+rate = f"{100 * killed / tested:.1f} %" if tested else "n/a"
+line = (f"kaogen/{sys.argv[1]}.py: {sum(counts.values())} mutants, killed {counts['killed']}, "
+        f"timeout {counts['timeout']}, survived {counts['survived']}, no tests {counts['no tests']}, "
+        f"skipped {counts['skipped']}, kill rate {rate} of tested")
+print(line)
+open("summary.txt", "w").write(line + "\n")
+open("survivors.txt", "w").write("".join(s + "\n" for s in survivors))
+PY
+}
+
+case "$ACTION" in
+  run)
+    mutmut run --max-children "${MUTATION_JOBS:-1}" "$@" || echo "mutation.sh: mutmut exited $?"
+    summarise ;;
+  results) summarise; cat survivors.txt ;;
+  show) for m in "$@"; do mutmut show "$m"; done ;;
+  *) mutmut "$ACTION" "$@" ;;
+esac
