@@ -20,12 +20,15 @@ def dist_info() -> tuple[int, int]:
     return 0, 1
 
 
-def setup_distributed() -> None:
-    """Join the torchrun process group when WORLD_SIZE > 1; each rank takes GPU LOCAL_RANK on CUDA."""
+def setup_distributed(device: str = "auto") -> None:
+    """Join the torchrun process group when WORLD_SIZE > 1. NCCL when the run computes on CUDA (each
+    rank then takes GPU LOCAL_RANK), gloo otherwise: `--device cpu` on a machine with GPUs too (NCCL
+    refuses CPU tensors)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-        if torch.cuda.is_available():
+        name = str(device or "auto").lower()
+        on_cuda = torch.cuda.is_available() and (name == "auto" or name.startswith("cuda"))
+        torch.distributed.init_process_group("nccl" if on_cuda else "gloo")
+        if on_cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 

@@ -182,3 +182,20 @@ def test_every_shipped_config_loads_into_its_typed_config(path):
 
     cls = {"gan": GANConfig, "ist": PainterTrainConfig, "l2p": TrainConfig}[Path(path).parent.name]
     assert load_config(cls, ROOT / path) is not None
+
+
+def test_torchrun_backend_follows_the_device(monkeypatch):
+    """On a machine with GPUs, `--device cpu` under torchrun joins with gloo (NCCL refuses CPU
+    tensors); auto and cuda join with NCCL and take GPU LOCAL_RANK. GPUs emulated."""
+    from kaogen import distributed
+
+    seen = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda backend: seen.append(backend))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: seen.append(i))
+    for device in ("cpu", "auto", "cuda:1"):
+        distributed.setup_distributed(device)
+    assert seen == ["gloo", "nccl", 1, "nccl", 1]

@@ -84,3 +84,22 @@ def test_train_painter_resumes_exactly_on_device(device, stroke_data, tmp_path, 
     for (n, a), (_, b) in zip(t.gen.state_dict().items(),
                               NeuralPainter.load(tmp_path / "a" / "painter.pt").gen.state_dict().items()):
         assert torch.equal(a.cpu(), b), n
+
+
+def test_train_painter_written_on_cuda_resumes_on_the_cpu(stroke_data, tmp_path):
+    """A state written on CUDA (its batch generator's state is 16 bytes, a CPU one 5,056) resumes on a
+    CPU-only machine: weights and optimisers exact, the batch generator derived from (seed, step),
+    with a warning saying so. Emulated by rewriting a CPU state as a CUDA run writes it."""
+    from kaogen.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from kaogen.ist.train_painter import PainterTrainConfig, PainterTraining, train_painter
+
+    cfg = dict(batch=16, holdout=100, checkpoint_every=4, lr=1e-3, width=8, adv_after=2)
+    train_painter(PainterTrainConfig(steps=4, **cfg), stroke_data, tmp_path, progress=False, device="cpu")
+    ck = load_checkpoint(tmp_path / "state.pt")
+    ck.state["rng"]["gen.batch"] = torch.randint(0, 256, (16,), dtype=torch.uint8)   # a CUDA generator's state
+    save_checkpoint(tmp_path / "state.pt", Checkpoint(ck.kind, ck.config, ck.state, {**ck.meta, "rng_device": "cuda"}))
+    with pytest.warns(UserWarning, match="written on cuda; resuming on cpu"):
+        t = PainterTraining(PainterTrainConfig(steps=6, **cfg), stroke_data, tmp_path, device="cpu")
+    assert t.step == 4
+    t.train(progress=False)
+    assert t.step == 6

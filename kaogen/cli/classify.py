@@ -73,7 +73,7 @@ def train_classifier(data, label, arch, pretrained, split, resolution, epochs, b
     get_arch(cfg.arch)
     check_resolution(cfg.arch, cfg.resolution)
     dev = resolve_device(device)
-    setup_distributed()
+    setup_distributed(device)
     rank, world = dist_info()
     if world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", torch.cuda.current_device())     # each rank its own GPU (LOCAL_RANK)

@@ -36,7 +36,7 @@ def train_gan(data, outdir, config_path, resume, kimg, cond, split, amp, progres
     from kaogen.gan.train import GANTrainer
     from kaogen.runs import next_run_dir, record_run
 
-    setup_distributed()
+    setup_distributed(device)
     rank, world = dist_info()
     if resume:
         run = Path(resume)

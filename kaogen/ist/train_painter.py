@@ -15,6 +15,7 @@ resumes exactly), metrics.jsonl, curves.png, heldout.png (libmypaint above, pain
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -116,7 +117,17 @@ class PainterTraining:
                 rng = ck.state["rng"]
                 if isinstance(rng, torch.Tensor):               # runs saved before kaogen.device.rng_state
                     rng = {"torch": torch.get_rng_state(), "gen.batch": rng}
-                restore_rng(rng, {"batch": self.g}, dev)
+                saved_on = ck.meta.get("rng_device", "cuda" if rng["gen.batch"].numel() == 16 else "cpu")
+                if saved_on == dev.type:
+                    restore_rng(rng, {"batch": self.g}, dev)
+                else:
+                    # the batch generator lives on the training device, and a CUDA generator's state
+                    # (16 bytes) does not fit a CPU one (5,056): resumed on another kind of device,
+                    # it is derived from (seed, step) instead; the weights and optimisers are exact
+                    restore_rng({k: v for k, v in rng.items() if k == "torch"}, {}, dev)
+                    self.g.manual_seed(seed * 1_000_003 + int(ck.meta["step"]))
+                    warnings.warn(f"{self.state_path} was written on {saved_on}; resuming on {dev.type}, the batch "
+                                  f"order after step {ck.meta['step']} differs from the uninterrupted run's")
             except (KeyError, RuntimeError, ValueError) as e:
                 raise KaogenError(f"{self.state_path} does not fit this run ({str(e).splitlines()[0][:120]})") from None
             self.step = ck.meta["step"]
@@ -139,7 +150,8 @@ class PainterTraining:
         cfg, gen = self.cfg, self.gen
         save_checkpoint(self.state_path, Checkpoint("neural-painter-train", asdict(cfg), {
             "gen": gen.state_dict(), "critic": self.critic.state_dict(), "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(), "rng": rng_state({"batch": self.g}, self.dev)}, {"step": self.step}))
+            "opt_d": self.opt_d.state_dict(), "rng": rng_state({"batch": self.g}, self.dev)},
+            {"step": self.step, "rng_device": self.dev.type}))
         fid = self.fidelity()
         self.painter().save(self.run / "painter.pt", {"step": self.step, "strokes": str(self.strokes), "heldout": fid})
         gen.train()
