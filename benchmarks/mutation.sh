@@ -7,6 +7,7 @@
 #   bash benchmarks/mutation.sh data/download results # survivors of the last pass (no run)
 #   bash benchmarks/mutation.sh data/download show kaogen.data.download.x_fetch_one__mutmut_12
 #   bash benchmarks/mutation.sh data/download run 'kaogen.data.download.x_fetch_one__mutmut_12'
+#   bash benchmarks/mutation.sh data/download rerun   # the current tests against the last survivors
 #
 # Too slow for CI (minutes to an hour per module on 2 cores); it is not part of .ci/run. Each
 # module is run with only its own test files (MODULES below), in build/mutation/<module>/, a
@@ -37,7 +38,7 @@ declare -A MODULES=(
 )
 ORDER="data/download data/splits data/metadata images checkpoint config l2p/refine l2p/plan gan/augment render/composite render/tiles"
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 MOD="${1%.py}"; MOD="${MOD#kaogen/}"; shift || true
 
@@ -119,6 +120,13 @@ PY
 }
 
 case "$ACTION" in
+  rerun)                     # the repository's tests now, against the survivors of the last pass
+    cp -a "$REPO"/tests/. tests/
+    find tests -name __pycache__ -prune -exec rm -rf {} +
+    [ -s survivors.txt ] || { echo "mutation.sh: no survivors to rerun"; exit 0; }
+    cp survivors.txt survivors-before.txt; cp summary.txt summary-before.txt
+    mutmut run --max-children "${MUTATION_JOBS:-1}" $(cat survivors-before.txt) || echo "mutation.sh: mutmut exited $?"
+    summarise ;;
   run)
     mutmut run --max-children "${MUTATION_JOBS:-1}" "$@" || echo "mutation.sh: mutmut exited $?"
     summarise ;;

@@ -79,3 +79,168 @@ def test_a_published_by_work_split_never_changes():
     got = _sides(assign_splits(recs, "by-work", seed=3), recs)
     assert got == {"": "train", "B": "train", "Zed": "dev", "(a": "test", "M": "train", "Y": "train", "b": "train",
                    "[": "dev"}
+
+
+# -------------------------------------------------------------------------------------- download
+
+import email.utils  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+
+from kaogen.data import download as D  # noqa: E402
+
+
+class _Stop(threading.Event):
+    """A stop event that records the delays with_retries waits and never sleeps."""
+
+    def __init__(self):
+        super().__init__()
+        self.delays: list[float] = []
+
+    def wait(self, timeout=None):
+        self.delays.append(timeout)
+        return self.is_set()
+
+
+def _calls(*outcomes):
+    """fn() that raises or returns the outcomes in turn, counting its calls."""
+    seq = list(outcomes)
+    calls = []
+
+    def fn():
+        calls.append(1)
+        out = seq.pop(0) if len(seq) > 1 else seq[0]
+        if isinstance(out, BaseException):
+            raise out
+        return out
+    return fn, calls
+
+
+def test_retries_0_still_makes_one_attempt():
+    fn, calls = _calls("body")
+    assert D.with_retries(fn, D.DownloadOptions(root="r", retries=0)) == "body" and len(calls) == 1
+    fn, calls = _calls(D._Transient("HTTP 503"))
+    with pytest.raises(D._Permanent) as e:
+        D.with_retries(fn, D.DownloadOptions(root="r", retries=0), stop=_Stop())
+    assert len(calls) == 1 and str(e.value) == "HTTP 503 (gave up after 1 attempts)"
+
+
+@pytest.mark.parametrize("retries", [1, 3])
+def test_retries_are_counted_and_back_off_exponentially_up_to_the_cap(retries, monkeypatch):
+    monkeypatch.setattr(D.random, "random", lambda: 0.5)            # the jitter factor is then exactly 1
+    fn, calls = _calls(D._Transient("timed out"))
+    counter, stop = [0], _Stop()
+    opts = D.DownloadOptions(root="r", retries=retries, backoff=0.5, max_backoff=1.5)
+    with pytest.raises(D._Permanent, match=rf"^timed out \(gave up after {retries + 1} attempts\)$"):
+        D.with_retries(fn, opts, counter, stop)
+    assert len(calls) == retries + 1 and counter == [retries]
+    assert stop.delays == [0.5, 1.0, 1.5][:retries]                   # 0.5 * 2 ** attempt, capped at 1.5
+    fn, calls = _calls(D._Transient("HTTP 500"), D._Transient("HTTP 500"), "ok")
+    counter = [0]
+    assert D.with_retries(fn, D.DownloadOptions(root="r", retries=2, backoff=0.0), counter, _Stop()) == "ok"
+    assert len(calls) == 3 and counter == [2]
+
+
+def test_retry_after_is_honoured_and_capped(monkeypatch):
+    fn, calls = _calls(D._Transient("HTTP 429", wait=7.0), "ok")
+    stop = _Stop()
+    assert D.with_retries(fn, D.DownloadOptions(root="r", retries=1, backoff=100.0), stop=stop) == "ok"
+    assert stop.delays == [7.0]                                       # Retry-After, not the backoff
+    fn, calls = _calls(D._Transient("HTTP 429", wait=500.0), "ok")
+    stop = _Stop()
+    D.with_retries(fn, D.DownloadOptions(root="r", retries=1, max_backoff=60.0), stop=stop)
+    assert stop.delays == [60.0]
+    slept = []
+    monkeypatch.setattr(D.time, "sleep", slept.append)               # without a stop event: time.sleep
+    fn, calls = _calls(D._Transient("HTTP 429", wait=0.25), "ok")
+    assert D.with_retries(fn, D.DownloadOptions(root="r", retries=1)) == "ok" and slept == [0.25]
+
+
+def test_a_permanent_error_or_a_stop_ends_the_retries():
+    fn, calls = _calls(D._Permanent("HTTP 404"))
+    with pytest.raises(D._Permanent, match="^HTTP 404$"):
+        D.with_retries(fn, D.DownloadOptions(root="r", retries=5), stop=_Stop())
+    assert len(calls) == 1
+    fn, calls = _calls(D._Transient("HTTP 500"))
+    stop = _Stop()
+    stop.set()
+    with pytest.raises(D._Permanent, match="^interrupted$"):
+        D.with_retries(fn, D.DownloadOptions(root="r", retries=5), stop=stop)
+    assert len(calls) == 1
+
+
+def test_retry_after_header_values():
+    assert D._retry_after(None) is None and D._retry_after("") is None and D._retry_after("soon") is None
+    assert D._retry_after(" 12 ") == 12.0 and D._retry_after("0") == 0.0
+    future = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= D._retry_after(future) <= 31
+    assert D._retry_after(email.utils.formatdate(time.time() - 300, usegmt=True)) == 0.0
+    e = D._Transient("HTTP 429", 3.0)
+    assert str(e) == "HTTP 429" and e.wait == 3.0 and D._Transient("x").wait is None
+
+
+class _Codes:
+    """A loopback server: /CODE answers that HTTP status (with Retry-After: 4 on 429 and 503)."""
+
+    def __enter__(self):
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                code = int(self.path.strip("/"))
+                if code == 200:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "4")
+                    self.end_headers()
+                    self.wfile.write(b"body")
+                    return
+                self.send_response(code)
+                if code in (429, 503):
+                    self.send_header("Retry-After", "4")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_which_http_errors_are_retried():
+    with _Codes() as srv:
+        assert D._get(srv.url + "/200", 5) == b"body"
+        for code in (408, 429, 500, 503, 599):
+            with pytest.raises(D._Transient) as e:
+                D._get(f"{srv.url}/{code}", 5)
+            assert str(e.value) == f"HTTP {code}" and e.value.wait == (4.0 if code in (429, 503) else None)
+        for code in (400, 403, 404, 410, 499):
+            with pytest.raises(D._Permanent, match=f"^HTTP {code}$"):
+                D._get(f"{srv.url}/{code}", 5)
+    with pytest.raises(D._Transient, match="^connection error"):
+        D._get(srv.url + "/200", 5)                                   # the server is gone
+
+
+def test_download_summary_and_reconciliation_lines():
+    r = D.DownloadReport(total=10, fetched=3, present=4, failed=[D.Failure("a", "u", "HTTP 404")], retries=2,
+                         seconds=2.0, withdrawn=["x", "y"])
+    assert r.summary() == ("3 fetched, 4 already present, 1 failed of 8 (1.5 images/s, 2 retries); "
+                           "2 withdrawn (empty lines of urls.txt, numbering kept)")
+    assert not r.complete
+    r.failed = []
+    assert not r.complete
+    r.present = 5
+    assert r.complete
+    assert D.DownloadReport(total=2, fetched=2).summary() == \
+        "2 fetched, 0 already present, 0 failed of 2 (0.0 images/s, 0 retries)"
+    assert D.DownloadReport(version="1.3").reconciled() is None
+    assert D.DownloadReport(version="1.3", previous="1.3").reconciled() is None
+    same = D.DownloadReport(version="1.3", previous="1.3", replaced=["00000002.jpg"]).reconciled()
+    other = D.DownloadReport(version="1.3", previous="1.0").reconciled()
+    assert same.startswith("existing images were fetched for KaoKore 1.3: 1 whose URL differs")
+    assert other.startswith("existing images were fetched for KaoKore 1.0: 0 whose URL differs")

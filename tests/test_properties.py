@@ -251,7 +251,8 @@ def _stored(d: np.ndarray, orientation: int) -> np.ndarray:
 def pictures(draw):
     h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
     seed = draw(st.integers(0, 2 ** 31))
-    mode = draw(st.sampled_from(["RGB", "RGBA", "L", "LA", "P", "I;16", "I", "F", "1"]))
+    mode = draw(st.sampled_from(["RGB", "RGBA", "L", "LA", "P", "I;16", "I", "I:16bit", "I:wide", "F", "F:255",
+                                 "F:nan", "1"]))
     orientation = draw(st.integers(1, 8))
     return h, w, seed, mode, orientation
 
@@ -280,14 +281,29 @@ def _picture(h: int, w: int, seed: int, mode: str):
         return gray.astype(np.uint16) * 257, twin                  # 16-bit: 0..65535
     if mode == "I":
         return gray.astype(np.int32), twin                         # 32-bit integers in 0..255
+    if mode == "I:16bit":                                          # 32-bit integers in 0..65535 (one at the top)
+        gray.flat[0], twin.flat[:3] = 255, 255
+        return gray.astype(np.int32) * 257, twin
+    if mode == "I:wide":                                           # beyond 16 bits: scaled by the largest
+        gray.flat[0], twin.flat[:3] = 255, 255
+        return gray.astype(np.int32) * 1000, twin
     if mode == "F":
         return gray.astype(np.float32) / 255, twin                 # float in [0, 1]
+    if mode == "F:255":                                            # float in [0, 255] (one above 1)
+        gray.flat[0], twin.flat[:3] = 255, 255
+        return gray.astype(np.float32), twin
+    if mode == "F:nan":                                            # NaN and infinities are black
+        f = gray.astype(np.float32) / 255
+        f.flat[0] = np.nan
+        f.flat[-1] = np.inf if f.size > 1 else np.nan
+        twin = np.repeat(np.where(np.isfinite(f), gray, 0)[..., None], 3, 2).astype(np.uint8)
+        return f, twin
     palette = rng.randint(0, 256, (5, 3)).astype(np.uint8)         # "P": five colours
     idx = rng.randint(0, 5, (h, w)).astype(np.uint8)
     return (idx, palette), palette[idx]
 
 
-@budget(60)
+@budget(80)
 @given(pic=pictures())
 def test_any_mode_and_orientation_loads_to_the_pixels_of_its_plain_rgb_twin(pic):
     h, w, seed, mode, orientation = pic
@@ -300,6 +316,7 @@ def test_any_mode_and_orientation_loads_to_the_pixels_of_its_plain_rgb_twin(pic)
     else:
         arr = _stored(data, orientation)
         img = Image.fromarray(arr)                                  # bool -> "1", uint16 -> "I;16", ...
+    mode = mode.split(":")[0]
     assert img.mode == mode
     exif = Image.Exif()
     exif[0x0112] = orientation
