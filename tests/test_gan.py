@@ -151,6 +151,22 @@ def test_amp_keeps_latents_and_augmentation_in_float32():
     torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
 
 
+def test_amp_features_are_bfloat16_and_the_image_float32():
+    """Under amp the synthesis features stay bfloat16 from layer to layer (float32 biases and
+    demodulation coefficients promoted them back before), while the skip image accumulates in float32."""
+    from kaogen.device import autocast
+    from kaogen.gan.networks import SynthesisLayer
+
+    G = Generator(NetworkConfig(**TINY))
+    dtypes = []
+    for m in G.modules():
+        if isinstance(m, SynthesisLayer):
+            m.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    with autocast("cpu"):
+        img = G(torch.randn(2, TINY["z_dim"]))
+    assert set(dtypes) == {torch.bfloat16} and img.dtype == torch.float32
+
+
 def test_amp_training_on_the_cpu_is_close_to_float32(tmp_path):
     """`amp` runs bfloat16 autocast on the CPU too: the losses of a few steps are finite, differ from
     the float32 run (autocast is really on) and stay close to it."""

@@ -137,7 +137,7 @@ class ModulatedConv(nn.Module):
             out = self._conv(x, weight)
             if self.demod:
                 d = torch.rsqrt((weight[None] * style[:, None, :, None, None]).square().sum((2, 3, 4)) + 1e-8)
-                out = out * d[:, :, None, None]
+                out = out * d[:, :, None, None].to(out.dtype)     # bf16 activations stay bf16 under amp
             return out
         weight = self.weight[None] * self.scale * style[:, None, :, None, None]  # (B, cout, cin, k, k)
         if self.demod:
@@ -161,7 +161,7 @@ class SynthesisLayer(nn.Module):
             x = x + torch.randn(x.shape[0], 1, self.res, self.res, device=x.device, dtype=x.dtype) * self.noise_strength
         elif noise == "const":
             x = x + self.noise_const.to(x.dtype) * self.noise_strength
-        return F.leaky_relu(x + self.bias[None, :, None, None], 0.2) * math.sqrt(2)
+        return F.leaky_relu(x + self.bias[None, :, None, None].to(x.dtype), 0.2) * math.sqrt(2)
 
 
 class ToRGB(nn.Module):
@@ -171,7 +171,8 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(3))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return self.conv(x, w) + self.bias[None, :, None, None]
+        # the skip image accumulates in float32 (as the official networks), features may be bf16
+        return self.conv(x, w).float() + self.bias[None, :, None, None]
 
 
 class Generator(nn.Module):

@@ -164,7 +164,8 @@ class GANTrainer:
         return self.sampler.onehot(idx).to(self.device, non_blocking=True)
 
     def generate(self, z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z (B, z_dim), c (B, classes) -> images (B, 3, R, R) (bfloat16 under autocast), ws float32."""
+        """z (B, z_dim), c (B, classes) -> images (B, 3, R, R) float32 (the features in between are
+        bfloat16 under autocast), ws float32."""
         ws = self.G.mapping(z, c, track_w_avg=True)
         if self.cfg.style_mixing > 0 and torch.rand([]) < self.cfg.style_mixing:   # CPU draws: no device sync
             cut = int(torch.randint(1, ws.shape[1], []))
