@@ -62,3 +62,7 @@ DEVICES = [
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: the CUDA case of a device-parametrised test (benchmarks/gpu.py runs them)")
+    # CUDA cases compare against CPU results: TF32 (cuDNN's default for float32 convolutions on
+    # Ampere and later) would put 1e-3 relative errors into them
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False

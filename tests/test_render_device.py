@@ -361,5 +361,5 @@ def test_dense_evaluation_equals_culling_and_reads_nothing_back():
     torch.testing.assert_close(dense, culled, atol=1e-6, rtol=0)
     torch.testing.assert_close(dense_soft, soft, atol=1e-6, rtol=0)
     meta = torch.empty(5 * 256, 13, device="meta")
-    assert use_dense(meta, 128, 128) and not use_dense(s, 128, 128)            # accelerators only
+    assert use_dense(meta, 64, 64) and not use_dense(s, 64, 64)      # accelerators only (an action of 256 agents)
     assert not use_dense(torch.empty(DENSE_BUDGET // 4096 + 1, 13, device="meta"), 64, 64)   # too large: cull

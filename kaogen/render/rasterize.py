@@ -29,7 +29,8 @@ from kaogen.render.coverage import Windows, alpha_in_windows, full_windows, hard
 from kaogen.render.tiles import stroke_tiles, tile_crop, tiles_to_canvas
 
 
-DENSE_BUDGET = 1 << 26      # strokes x pixels under which an accelerator evaluates whole canvases
+DENSE_BUDGET = 1 << 24      # strokes x pixels under which an accelerator evaluates whole canvases
+                            # (about 15 float32 temporaries of this size live at once: ~1 GiB)
 
 
 def use_dense(s: torch.Tensor, H: int, W: int, dense: bool | None = None) -> bool:
