@@ -60,11 +60,7 @@ for t in ${MODULES[$MOD]}; do [ -f "$t" ] && TESTS="$TESTS $t"; done
 
 export KAOGEN_CHECKPOINTS="$REPO/checkpoints"
 
-if [ "$ACTION" = fresh ]; then
-  rm -rf "$WORK"; mkdir -p "$WORK"
-  cp -a kaogen tests configs benchmarks cli.py "$WORK"/
-  find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
-  [ -d "$REPO/../shared" ] && ln -s "$(cd "$REPO/../shared" && pwd)" "$WORK/shared"
+write_pyproject() {
   # pyproject.toml for the pass: pytest's settings, and [tool.mutmut] narrowed to this module
   python - "$REPO/pyproject.toml" "$WORK/pyproject.toml" "kaogen/$MOD.py" $TESTS <<'PY'
 import json, sys, tomllib
@@ -90,13 +86,21 @@ with open(dst, "w") as f:
     for k, v in mm.items():
         f.write(f"{k} = {val(v)}\n")
 PY
+}
+
+if [ "$ACTION" = fresh ]; then
+  rm -rf "$WORK"; mkdir -p "$WORK"
+  cp -a kaogen tests configs benchmarks cli.py "$WORK"/
+  find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
+  [ -d "$REPO/../shared" ] && ln -s "$(cd "$REPO/../shared" && pwd)" "$WORK/shared"
+  write_pyproject
   ACTION=run
 fi
 [ -d "$WORK" ] || { echo "mutation.sh: no pass for $MOD yet: bash $0 $MOD" >&2; exit 2; }
 cd "$WORK"
 
 summarise() {
-  mutmut results --all true > results.txt 2>/dev/null || true
+  [ "${1:-}" = keep ] || mutmut results --all true > results.txt 2>/dev/null || true
   python - "$MOD" <<'PY'
 import collections, re, sys
 counts = collections.Counter()
@@ -124,9 +128,23 @@ case "$ACTION" in
     cp -a "$REPO"/tests/. tests/
     find tests -name __pycache__ -prune -exec rm -rf {} +
     [ -s survivors.txt ] || { echo "mutation.sh: no survivors to rerun"; exit 0; }
-    cp survivors.txt survivors-before.txt; cp summary.txt summary-before.txt
+    cp survivors.txt survivors-before.txt; cp summary.txt summary-before.txt; cp results.txt results-before.txt
+    write_pyproject          # the module's test files as they are now (mutmut then re-collects its stats)
     mutmut run --max-children "${MUTATION_JOBS:-1}" $(cat survivors-before.txt) || echo "mutation.sh: mutmut exited $?"
-    summarise ;;
+    # the verdicts of the last pass, with the survivors' new ones
+    mutmut results --all true > results-now.txt 2>/dev/null || true
+    python - results-before.txt results-now.txt survivors-before.txt > results.txt <<'PY'
+import re, sys
+def read(p):
+    return dict(m.groups() for m in (re.match(r"\s*(\S+): (.+)$", l) for l in open(p)) if m)
+before, now = read(sys.argv[1]), read(sys.argv[2])
+for name in open(sys.argv[3]).read().split():
+    before[name] = now.get(name, before.get(name))
+for k, v in before.items():
+    print(f"    {k}: {v}")
+PY
+    summarise keep
+    echo "before: $(cat summary-before.txt)" ;;
   run)
     mutmut run --max-children "${MUTATION_JOBS:-1}" "$@" || echo "mutation.sh: mutmut exited $?"
     summarise ;;

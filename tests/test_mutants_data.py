@@ -189,6 +189,13 @@ class _Codes:
                 pass
 
             def do_GET(self):
+                if self.path == "/ua":                    # echoes the User-Agent it was sent
+                    body = self.headers.get("User-Agent", "").encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 code = int(self.path.strip("/"))
                 if code == 200:
                     self.send_response(200)
@@ -215,6 +222,7 @@ class _Codes:
 def test_which_http_errors_are_retried():
     with _Codes() as srv:
         assert D._get(srv.url + "/200", 5) == b"body"
+        assert D._get(srv.url + "/ua", 5) == D.USER_AGENT.encode()     # IIIF servers see who asks
         for code in (408, 429, 500, 503, 599):
             with pytest.raises(D._Transient) as e:
                 D._get(f"{srv.url}/{code}", 5)
@@ -232,6 +240,7 @@ def test_download_summary_and_reconciliation_lines():
     assert r.summary() == ("3 fetched, 4 already present, 1 failed of 8 (1.5 images/s, 2 retries); "
                            "2 withdrawn (empty lines of urls.txt, numbering kept)")
     assert not r.complete
+    assert "(6.0 images/s" in D.DownloadReport(fetched=3, seconds=0.5).summary()
     r.failed = []
     assert not r.complete
     r.present = 5
@@ -244,3 +253,10 @@ def test_download_summary_and_reconciliation_lines():
     other = D.DownloadReport(version="1.3", previous="1.0").reconciled()
     assert same.startswith("existing images were fetched for KaoKore 1.3: 1 whose URL differs")
     assert other.startswith("existing images were fetched for KaoKore 1.0: 0 whose URL differs")
+
+
+def test_metadata_requests_use_the_timeout(monkeypatch):
+    seen = []
+    monkeypatch.setattr(D, "_get", lambda url, timeout: seen.append((url, timeout)) or b"x")
+    assert D._fetch_official("1.3", "labels.csv", D.DownloadOptions(root="r", timeout=3.5)) == b"x"
+    assert seen == [(f"{D.OFFICIAL_REPO}/dataset_v1.3/labels.csv", 3.5)]
