@@ -260,3 +260,11 @@ def test_metadata_requests_use_the_timeout(monkeypatch):
     monkeypatch.setattr(D, "_get", lambda url, timeout: seen.append((url, timeout)) or b"x")
     assert D._fetch_official("1.3", "labels.csv", D.DownloadOptions(root="r", timeout=3.5)) == b"x"
     assert seen == [(f"{D.OFFICIAL_REPO}/dataset_v1.3/labels.csv", 3.5)]
+
+
+def test_negative_fractions_are_refused_even_when_they_sum_to_one():
+    recs = _records({"A": 5, "B": 5, "C": 5})
+    for fr in ((1.2, -0.1, -0.1), (0.5, 0.6, -0.1), (-0.5, 0.75, 0.75), (0.5, 0.5)):
+        for strategy in ("official", "by-work", "within-work"):
+            with pytest.raises(Exception, match="fractions"):
+                assign_splits(recs, strategy, fractions=fr)
