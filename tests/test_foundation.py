@@ -176,11 +176,14 @@ def test_allocator_tuning_applies_on_glibc_and_can_be_turned_off():
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").glob("*/*.toml")))
 def test_every_shipped_config_loads_into_its_typed_config(path):
     """A key misspelt or of the wrong type in configs/ would only show up when someone runs it."""
+    from kaogen.classify.config import ClassifierConfig
+    from kaogen.detect.config import DetectConfig
     from kaogen.gan.config import GANConfig
     from kaogen.ist.train_painter import PainterTrainConfig
     from kaogen.l2p.config import TrainConfig
 
-    cls = {"gan": GANConfig, "ist": PainterTrainConfig, "l2p": TrainConfig}[Path(path).parent.name]
+    cls = {"gan": GANConfig, "ist": PainterTrainConfig, "l2p": TrainConfig, "classify": ClassifierConfig,
+           "detect": DetectConfig}[Path(path).parent.name]
     assert load_config(cls, ROOT / path) is not None
 
 
