@@ -49,12 +49,13 @@ def train_detector(data, arch, patch, no_patch, pretrained, split, config_path, 
     from kaogen.config import from_dict, load_config
     from kaogen.detect.config import DetectConfig
     from kaogen.detect.data import PageSet
-    from kaogen.detect.train import DetectorTrainer, dist_info, setup_distributed, teardown_distributed
+    from kaogen.detect.train import DetectorTrainer
+    from kaogen.distributed import dist_info, setup_distributed, teardown_distributed
     from kaogen.device import resolve_device
     from kaogen.errors import KaogenError
     from kaogen.runs import next_run_dir, record_run
 
-    setup_distributed()
+    setup_distributed(device)
     rank, world = dist_info()
     if resume:
         run = Path(resume)

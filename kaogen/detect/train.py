@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -35,30 +34,11 @@ from kaogen.detect.data import PageSet
 from kaogen.detect.models import DetectorSpec, build_detector
 from kaogen.detect.patches import hflip, sample_patch
 from kaogen.device import autocast, restore_rng, rng_state
+from kaogen.distributed import dist_info, sync_grads
 from kaogen.errors import KaogenError
 from kaogen.images import save_image
 
 SNAPSHOT_KIND = "detector-train"
-
-
-def dist_info() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def setup_distributed() -> None:
-    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def teardown_distributed() -> None:
-    if torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
 
 
 def spec_of(cfg: DetectConfig) -> DetectorSpec:
@@ -169,16 +149,7 @@ class DetectorTrainer:
         loss = sum(v.float() for v in losses.values())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if self.world > 1:
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            for p in params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-            flat = torch.cat([p.grad.reshape(-1) for p in params])
-            torch.distributed.all_reduce(flat)
-            flat /= self.world
-            for p, g in zip(params, flat.split([p.numel() for p in params])):
-                p.grad.copy_(g.view_as(p))
+        sync_grads(self.model)
         if cfg.clip_grad > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
         self.opt.step()
