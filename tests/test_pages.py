@@ -232,12 +232,13 @@ def test_pages_resume_after_a_kill(tmp_path, samples):
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         folder = root / "pages" / "images"
         finished = lambda: {p.name for p in folder.glob("page-*.jpg")} if folder.is_dir() else set()  # noqa: E731
+        complete = lambda: {n[:-4] for n in finished() if (root / "pages" / "info" / f"{n[:-4]}.json").is_file()}  # noqa: E731
         deadline = time.time() + 60
-        while time.time() < deadline and len(finished()) < 2:
+        while time.time() < deadline and len(complete()) < 2:     # a page is done with its image and info.json
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        done = {n[:-4] for n in finished() if (root / "pages" / "info" / f"{n[:-4]}.json").is_file()}
+        done = complete()
         assert 2 <= len(done) < 8
         first = Counter(srv.hits)
         r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
