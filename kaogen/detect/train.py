@@ -34,7 +34,7 @@ from kaogen.detect.data import PageSet
 from kaogen.detect.models import DetectorSpec, build_detector
 from kaogen.detect.patches import hflip, sample_patch
 from kaogen.device import autocast, restore_rng, rng_state
-from kaogen.distributed import dist_info, sync_grads
+from kaogen.distributed import all_gather_objects, dist_info, sync_grads
 from kaogen.errors import KaogenError
 from kaogen.images import save_image
 
@@ -86,10 +86,7 @@ class DetectorTrainer:
                         self.cfg.threshold, self.pages.long_side, {"step": self.step})
 
     def snapshot(self) -> None:
-        rngs = [rng_state({"data": self.gen}, self.device)]
-        if self.world > 1:
-            rngs = [None] * self.world
-            torch.distributed.all_gather_object(rngs, rng_state({"data": self.gen}, self.device))
+        rngs = all_gather_objects(rng_state({"data": self.gen}, self.device))     # every rank's, in rank order
         if self.rank != 0:
             return
         state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
