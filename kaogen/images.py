@@ -160,7 +160,9 @@ def pil_to_tensor(img: Image.Image):
 
 
 def tensor_to_uint8(x) -> np.ndarray:
-    """Float tensor (3, H, W) or (H, W, 3) in [0, 1] -> uint8 array (H, W, 3)."""
+    """Float tensor (3, H, W) or (1, H, W) (channels first, kaogen's tensor layout), or an array
+    (H, W, 3) / (H, W, 1), in [0, 1] -> uint8 array (H, W, 3). A tensor whose first axis is 1 or 3 is
+    always read as channels first."""
     import torch
 
     if isinstance(x, torch.Tensor):

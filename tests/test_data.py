@@ -249,3 +249,14 @@ def test_odd_images_load_to_sensible_rgb_or_are_refused(tmp_path):
         with pytest.raises(KaogenError, match=why) as e:
             load_rgb(tmp_path / name)
         assert "\n" not in str(e.value)
+
+
+def test_labels_are_ascii_digits_only(tmp_path):
+    """`str.isdigit` accepts other scripts' digits ("١" is U+0661, ARABIC-INDIC DIGIT ONE): a label cell
+    holding one is refused like any other bad value, not read as 1 (found by mutation testing)."""
+    from kaogen.data.metadata import read_labels
+
+    p = tmp_path / "labels.csv"
+    p.write_text("image,gender,status,set\n00000000.jpg,\u0661,0,train\n00000001.jpg,1,2,train\n", encoding="utf-8")
+    rows, problems = read_labels(p)
+    assert [r[0] for r in rows] == ["00000001.jpg"] and len(problems) == 1 and "not in 0..1" in problems[0]

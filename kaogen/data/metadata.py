@@ -83,7 +83,7 @@ def _label(value: str, n: int, what: str) -> int | None:
     value = value.strip()
     if value == "":
         return None
-    if not value.isdigit() or int(value) >= n:
+    if not (value.isascii() and value.isdigit()) or int(value) >= n:      # "١" (U+0661) is a digit to isdigit
         raise ValueError(f"{what} {value!r} is not in 0..{n - 1}")
     return int(value)
 
