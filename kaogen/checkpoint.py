@@ -129,3 +129,28 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> Checkpo
         return obj
 
     return Checkpoint(kind=payload["kind"], config=config, state=to_float(payload["state"]), meta=meta)
+
+
+def read_state_dict(path: str | os.PathLike, model_key: str = "model") -> dict[str, Any]:
+    """A state dict from a weights file given by `--pretrained FILE` (weights_only, to the CPU):
+    a plain {name: tensor} dict, a {"state_dict": ...} wrapper, or a kaogen checkpoint (its
+    state[model_key]). One-line KaogenError for a missing, unreadable or foreign file."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise KaogenError(f"--pretrained {path}: no such file (use none, imagenet or a state dict file)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            reason = "not a torch weights file, or it holds pickled code, which kaogen never loads"
+        raise KaogenError(f"--pretrained {path} is not a readable state dict: {reason}") from None
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        state = state.get("state", {}).get(model_key, {})
+    elif isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise KaogenError(f"--pretrained {path} holds no state dict of tensors")
+    return state

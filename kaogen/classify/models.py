@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kaogen.checkpoint import read_state_dict
 from kaogen.errors import KaogenError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -167,17 +168,7 @@ def _build_torchvision(arch: str, imagenet: bool) -> nn.Module:
 
 def _load_file(model: nn.Module, arch: Arch, path: str) -> None:
     p = Path(path)
-    if not p.is_file():
-        raise KaogenError(f"--pretrained {path}: no such file (use none, imagenet or a state dict file)")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise KaogenError(f"{p} is not a readable state dict: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise KaogenError(f"{p} is not a state dict of tensors (a kaogen classifier checkpoint? use it with --resume "
-                          f"or evaluate-classifier)")
+    state = read_state_dict(p, model_key="net")
     own = model.state_dict()
     head = {f"{arch.head}.weight", f"{arch.head}.bias"}
     state = {k: v for k, v in state.items() if not (k in head and (k not in own or own[k].shape != v.shape))}

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kaogen.checkpoint import read_state_dict
 from kaogen.errors import KaogenError
 
 ARCHS = ("fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn", "retinanet_resnet50_fpn_v2",
@@ -148,16 +149,7 @@ def load_detector_weights(model: nn.Module, path: str | Path) -> int:
     """Fill `model` from a state dict file (weights_only), skipping tensors of another shape; returns
     how many tensors were loaded. A file with nothing for this model is an error."""
     path = Path(path)
-    if not path.is_file():
-        raise KaogenError(f"--pretrained {path}: no such file (use none, imagenet or a weights file)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise KaogenError(f"--pretrained {path} is not a readable weights file: {str(e).splitlines()[0][:160]}") from None
-    if isinstance(state, dict) and state.get("format") == "kaogen-checkpoint":
-        state = state.get("state", {}).get("model", {})
-    if not isinstance(state, dict):
-        raise KaogenError(f"--pretrained {path} holds no state dict")
+    state = read_state_dict(path, model_key="model")
     own = model.state_dict()
     fit = {k: v for k, v in state.items() if k in own and isinstance(v, torch.Tensor) and v.shape == own[k].shape}
     if not fit:
