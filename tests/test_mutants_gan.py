@@ -104,3 +104,22 @@ def test_diffaugment_colour_translation_and_cutout():
     shift = right - left                                              # output x reads input x + shift
     counts = torch.bincount(shift + 2, minlength=5)
     assert shift.min() == -2 and shift.max() == 2 and (counts > 0.15 * n).all(), counts
+
+
+def test_diffaugment_shifts_rows_too_and_cuts_a_quarter_each_way_at_any_size():
+    """Vertical shifts are drawn like horizontal ones (within 1/8 of the height, every value), and the
+    cutout's half-width is size // 4 also when the size is not a multiple of 4."""
+    n, H, W = 4000, 16, 16
+    torch.manual_seed(3)
+    ramp = (10.0 + torch.arange(H, dtype=torch.float32)).view(1, 1, H, 1).expand(n, 3, H, W).contiguous()
+    out = diffaugment(ramp)[:, 0].transpose(1, 2)                     # columns as rows
+    full = ~(out == 0).any(2)
+    col = out[torch.arange(n), full.float().argmax(1)]
+    flat = (col[:, 1:] - col[:, :-1]).abs() < 1e-4
+    shift = flat.flip(1).long().cumprod(1).sum(1) - flat.long().cumprod(1).sum(1)
+    counts = torch.bincount(shift + 2, minlength=5)
+    assert shift.min() == -2 and shift.max() == 2 and (counts > 0.15 * n).all(), counts
+    torch.manual_seed(4)
+    out = diffaugment(torch.full((2000, 3, 18, 18), 2.0))
+    zero = (out == 0).all(1)
+    assert zero.any(2).sum(1).max() == 2 * (18 // 4) - 1 and zero.any(1).sum(1).max() == 2 * (18 // 4) - 1
