@@ -212,7 +212,7 @@ def test_label_parsing_accepts_exactly_the_values_in_range(gender, status):
         v = v.strip()
         if v == "":
             return None
-        if v.isdecimal() and int(v) < n:                       # as Python's int() reads digits
+        if v.isascii() and v.isdecimal() and int(v) < n:       # ASCII digits only (U+0661 is refused)
             return int(v)
         return "refused"
 
