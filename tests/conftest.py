@@ -66,3 +66,21 @@ def pytest_configure(config):
     # Ampere and later) would put 1e-3 relative errors into them
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def torchrun(command: str, *args, cwd, timeout: int = 300):
+    """`torchrun --nproc_per_node 2 -m kaogen.cli.main COMMAND ARGS --no-progress` on a free port
+    (a fixed one may be held by another program), one thread per process; skips without torchrun."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun is not on PATH")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    return subprocess.run(["torchrun", "--nproc_per_node", "2", "--master_port", port, "-m", "kaogen.cli.main", command,
+                           *map(str, args), "--no-progress"], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=timeout, cwd=cwd)

@@ -10,8 +10,6 @@ import csv
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import torchrun as run_torchrun
 from conftest import SAMPLES
 from kaogen.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from kaogen.classify.bundle import Classifier
@@ -208,17 +207,8 @@ def test_resume_is_exact_and_amp_runs_bf16_on_the_cpu(sample_root, tmp_path):
 def test_torchrun_two_processes(sample_root, tmp_path):
     """Two gloo processes: DDP keeps replicas equal (checked every epoch), the global batch is shared
     out, and a resume restores each rank's own random state."""
-    if shutil.which("torchrun") is None:
-        pytest.skip("torchrun is not on PATH")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-
     def torchrun(*args):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = str(sock.getsockname()[1])
-        return subprocess.run(["torchrun", "--nproc_per_node", "2", "--master_port", port, "-m", "kaogen.cli.main",
-                               "train-classifier", *map(str, args), "--no-progress", "--device", "cpu"],
-                              capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+        return run_torchrun("train-classifier", *args, "--device", "cpu", cwd=tmp_path)
 
     r = torchrun("--data", sample_root, "--label", "status", "--resolution", 32, "--epochs", 1, "--batch", 8,
                  "--outdir", tmp_path / "runs")

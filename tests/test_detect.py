@@ -6,7 +6,6 @@ import contextlib
 import csv
 import io
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -290,26 +289,14 @@ def test_bad_input_gives_one_line(tmp_path, monkeypatch):
 def test_torchrun_two_processes_train_and_resume(tmp_path, faces):
     """train-detector under torchrun with 2 gloo processes: the batch split over ranks, gradients
     averaged, every rank's random state in the snapshot, and a resume that continues the run."""
-    import os
-    import shutil
-    import socket
-    import subprocess
-
-    if shutil.which("torchrun") is None:
-        pytest.skip("torchrun is not on PATH")
     pages = write_page_set(tmp_path / "pages", faces, 3, (120, 90), (2, 3), (20, 30))
     cfg = tmp_path / "c.toml"
     cfg.write_text('arch = "fcos_tiny"\npatch = [64, 64]\ntiny_width = 32\nbatch = 4\nsteps = 2\noptimizer = "adamw"\n'
                    'lr = 0.003\nwarmup = 1\namp = false\nlog_every = 1\nsnapshot_every = 2\nsample_pages = 0\nsplit = "all"\n')
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    from conftest import torchrun as run_torchrun
 
     def torchrun(*args):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = str(sock.getsockname()[1])
-        return subprocess.run(["torchrun", "--nproc_per_node", "2", "--master_port", port, "-m", "kaogen.cli.main",
-                               "train-detector", *args, "--no-progress", "--device", "cpu"],
-                              capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
+        return run_torchrun("train-detector", *args, "--device", "cpu", cwd=tmp_path, timeout=240)
 
     r = torchrun("--data", str(pages), "--config", str(cfg), "--outdir", str(tmp_path / "runs"))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

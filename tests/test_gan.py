@@ -372,15 +372,10 @@ def test_fast_modulated_conv_equals_the_grouped_one():
 def test_torchrun_two_processes_train_in_step_and_resume(tmp_path):
     """Two CPU processes (gloo) under torchrun: split batch, averaged gradients, replicas checked equal,
     and a resume that keeps each rank's own random state."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-
     from PIL import Image
 
-    if shutil.which("torchrun") is None:
-        pytest.skip("torchrun is not on PATH")
+    from conftest import torchrun as run_torchrun
+
     data = tmp_path / "imgs"
     data.mkdir()
     for i, im in enumerate(known_data(8)):
@@ -388,16 +383,8 @@ def test_torchrun_two_processes_train_in_step_and_resume(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("batch = 8\nkimg = 0.016\nsnapshot_kimg = 0.008\nada_kimg = 0.05\nada_interval = 1\n[net]\nresolution = 16\nz_dim = 16\nw_dim = 16\n"
                    "mapping_layers = 1\nchannel_base = 128\nchannel_max = 16\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    import socket
-
     def torchrun(*args):
-        with socket.socket() as sock:          # a free port: a fixed one may be held by another program
-            sock.bind(("127.0.0.1", 0))
-            port = str(sock.getsockname()[1])
-        return subprocess.run(["torchrun", "--nproc_per_node", "2", "--master_port", port, "-m", "kaogen.cli.main",
-                               "train-gan", *args, "--no-progress"],
-                              capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
+        return run_torchrun("train-gan", *args, cwd=tmp_path, timeout=240)
 
     r = torchrun("--data", str(data), "--config", str(cfg), "--outdir", str(tmp_path / "runs"))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -417,7 +404,6 @@ def test_torchrun_two_processes_train_in_step_and_resume(tmp_path):
         assert len(set(row["replica_p"])) == 1
     assert rows[-1]["augment_p"] > 0
     assert GeneratorBundle.load(run / "generator.pt").generate([0]).shape == (1, 3, 16, 16)
-    assert sys.executable
 
 
 @pytest.mark.parametrize("device", DEVICES)
