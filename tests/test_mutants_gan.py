@@ -80,6 +80,10 @@ def test_diffaugment_colour_translation_and_cutout():
     assert torch.equal(count, rows * cols)                            # a rectangle
     assert count.max() == (H // 2 - 1) * (W // 2 - 1) and (count > 0).all()
     assert torch.allclose(out[~zero[:, None].expand_as(out)], (2.0 + b).repeat_interleave(3 * (H * W - count)))
+    cols, rows = zero.any(1), zero.any(2)                             # the centre ranges over every pixel, 0 too:
+    first_cols = (cols.long().argmax(1) == 0) & (cols.sum(1) == W // 4)   # centre 0 cuts exactly columns 0..3
+    first_rows = (rows.long().argmax(1) == 0) & (rows.sum(1) == H // 4)
+    assert first_cols.sum() > n / W / 2 and first_rows.sum() > n / H / 2
 
     torch.manual_seed(1)
     colour = torch.tensor([0.5, 0.0, -0.2]).view(1, 3, 1, 1).expand(n, 3, H, W).contiguous()
