@@ -161,6 +161,39 @@ def with_retries(fn, opts: DownloadOptions, counter: list[int] | None = None, st
                 time.sleep(delay)
 
 
+def run_parallel(jobs: list, work, workers: int, stop: threading.Event, progress: bool, unit: str, desc: str,
+                 postfix=None):
+    """Run `work(job)` for every job on `workers` threads; yield (job, result, error) as they finish,
+    error the _Permanent that ended a job (result None then). A progress bar when asked (`postfix()`
+    gives its extra fields); Ctrl-C sets `stop` (retries end), cancels what has not started, waits
+    for what runs, and re-raises."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), unit=unit, desc=desc, dynamic_ncols=True)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        futures = {pool.submit(work, job): job for job in jobs}
+        for fut in as_completed(futures):
+            try:
+                yield futures[fut], fut.result(), None
+            except _Permanent as e:
+                yield futures[fut], None, e
+            if bar is not None:
+                bar.update(1)
+                if postfix is not None:
+                    bar.set_postfix(**postfix(), refresh=False)
+    except KeyboardInterrupt:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        if bar is not None:
+            bar.close()
+
+
 def decodes(path: Path) -> bool:
     """True when `path` is a fully decodable image (within kaogen's pixel limit)."""
     from kaogen.images import image_size
@@ -403,34 +436,15 @@ def download_images(opts: DownloadOptions, reconciled: Reconciled | None = None)
         return "fetched"
 
     start = time.perf_counter()
-    bar = None
-    if opts.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), unit="img", desc=f"images_{opts.size}", dynamic_ncols=True)
-    pool = ThreadPoolExecutor(max_workers=opts.workers)
-    try:
-        futures = {pool.submit(work, n, u): (n, u) for n, u in jobs}
-        for fut in as_completed(futures):
-            name, url = futures[fut]
-            try:
-                if fut.result() == "present":
-                    report.present += 1
-                else:
-                    report.fetched += 1
-            except _Permanent as e:
-                report.failed.append(Failure(name, url, str(e)))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(failed=len(report.failed), retries=counter[0], refresh=False)
-    except KeyboardInterrupt:
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    finally:
-        pool.shutdown(wait=True)
-        if bar is not None:
-            bar.close()
+    for (name, url), how, error in run_parallel(jobs, lambda job: work(*job), opts.workers, stop, opts.progress, "img",
+                                                f"images_{opts.size}",
+                                                lambda: {"failed": len(report.failed), "retries": counter[0]}):
+        if error is not None:
+            report.failed.append(Failure(name, url, str(error)))
+        elif how == "present":
+            report.present += 1
+        else:
+            report.fetched += 1
     report.retries = counter[0]
     report.seconds = time.perf_counter() - start
     if reconciled is not None:

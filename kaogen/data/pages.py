@@ -37,12 +37,11 @@ import io
 import json
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kaogen.atomic import atomic_path, atomic_write_text, clean_stale_temporaries
-from kaogen.data.download import DownloadOptions, _get, _Permanent, _Transient, fetch_metadata, with_retries
+from kaogen.data.download import DownloadOptions, _get, _Permanent, _Transient, fetch_metadata, run_parallel, with_retries
 from kaogen.data.iiif import IIIFImageURL
 from kaogen.data.metadata import read_labels, read_stamp, read_tags, read_urls
 from kaogen.data.splits import assign_splits
@@ -372,33 +371,14 @@ def build_pages(opts: PagesOptions) -> PagesReport:
 
     start = time.perf_counter()
     done: dict[str, tuple[PageInfo, tuple[int, int]]] = {}
-    bar = None
-    if opts.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(pages), unit="page", desc="pages", dynamic_ncols=True)
-    pool = ThreadPoolExecutor(max_workers=opts.workers)
-    try:
-        futures = {pool.submit(work, p): p for p in pages}
-        for fut in as_completed(futures):
-            page = futures[fut]
-            try:
-                how, info, size = fut.result()
-                done[page.name] = (info, size)
-                report.present += how == "present"
-                report.fetched += how == "fetched"
-            except _Permanent as e:
-                report.failed.append(PageFailure(page.name, page.prefix, str(e)))
-            if bar is not None:
-                bar.update(1)
-    except KeyboardInterrupt:
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    finally:
-        pool.shutdown(wait=True)
-        if bar is not None:
-            bar.close()
+    for page, result, error in run_parallel(pages, work, opts.workers, stop, opts.progress, "page", "pages"):
+        if error is not None:
+            report.failed.append(PageFailure(page.name, page.prefix, str(error)))
+            continue
+        how, info, size = result
+        done[page.name] = (info, size)
+        report.present += how == "present"
+        report.fetched += how == "fetched"
     report.retries = counter[0]
     report.failed.sort(key=lambda f: f.page)
     coco = _coco(pages, done, labels, tags, opts, report)
