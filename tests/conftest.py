@@ -84,3 +84,24 @@ def torchrun(command: str, *args, cwd, timeout: int = 300):
     return subprocess.run(["torchrun", "--nproc_per_node", "2", "--master_port", port, "-m", "kaogen.cli.main", command,
                            *map(str, args), "--no-progress"], capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=timeout, cwd=cwd)
+
+
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 (a free port) in a daemon thread, for `with` blocks; subclasses build
+    their handler class and call `super().__init__(Handler)`."""
+
+    def __init__(self, handler):
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -22,6 +22,8 @@ import pytest
 from kaogen.cli.main import cli
 from kaogen.data.datasets import KaoKoreDataset
 from kaogen.data.download import DownloadOptions, download
+
+from conftest import LoopbackServer
 download_module = importlib.import_module("kaogen.data.download")
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +35,7 @@ def face_bytes(i: int, mode: str = "RGB", fmt: str = "JPEG") -> bytes:
     return buf.getvalue()
 
 
-class IIIFServer:
+class IIIFServer(LoopbackServer):
     """Plays an IIIF server. The identifier's name picks the behaviour:
     ok, missing (404), flaky (500 then OK), busy (429 with Retry-After then OK), slow (sleeps past
     the client timeout once), trunc (truncated body once), html (non-image body once), gray
@@ -96,17 +98,7 @@ class IIIFServer:
                     return
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 def make_metadata(folder: Path, kinds: list[str]) -> Path:

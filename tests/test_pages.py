@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,8 @@ from kaogen.cli.main import cli
 from kaogen.data.pages import PagesOptions, build_pages, clip_xywh, scaled_size
 from kaogen.detect.synthetic import load_faces, synthetic_page
 
+from conftest import LoopbackServer
+
 REPO = Path(__file__).resolve().parents[1]
 HOST = "https://iiif.example.org"          # what urls.txt names; --mirror points it at the loopback server
 
@@ -34,7 +36,7 @@ def jpeg(img: Image.Image, fmt: str = "JPEG") -> bytes:
     return buf.getvalue()
 
 
-class PageServer:
+class PageServer(LoopbackServer):
     """An IIIF Image API server on 127.0.0.1 for `pages` {identifier: PIL image} (identifiers may hold
     slashes). `versions` {identifier: 2 | 3} picks info.json's shape (default 2) and the full-size
     token it accepts (`full` for 2, `max` for 3). Faults by identifier: `lies` (info.json's size is
@@ -98,17 +100,7 @@ class PageServer:
                 crop = img.crop((max(x, 0), max(y, 0), min(x + w, img.width), min(y + h, img.height)))
                 return self.reply(jpeg(crop.resize((s, s))), "image/jpeg")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 def make_world(folder: Path, samples: Path, n_pages: int = 4, size=(800, 600), faces_per_page: int = 4,
