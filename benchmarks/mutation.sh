@@ -17,26 +17,47 @@
 # real KaoKore material from mutants/tests/. Shipped checkpoints are read from this checkout
 # (KAOGEN_CHECKPOINTS). One mutmut worker by default (MUTATION_JOBS=N for more).
 # Each pass ends with mutmut's summary and writes build/mutation/<module>/summary.txt
-# (killed / survived / no tests / timeout, kill rate) and survivors.txt.
+# (killed / survived / no tests / timeout, kill rate) and survivors.txt, and appends the summary
+# line to build/mutation/history.txt (time, commit, action), the record of before and after.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$REPO"
 
 # module (under kaogen/, without .py) -> the test files it is mutated against
+# (MUTATION_TESTS="tests/a.py tests/b.py" overrides the list for one run)
+R="tests/test_render.py tests/test_render_device.py tests/test_properties.py tests/test_mutants_render.py"
+D="tests/test_data.py tests/test_data_compat.py tests/test_properties.py tests/test_mutants_data.py"
+L="tests/test_l2p.py tests/test_l2p_device.py tests/test_properties.py tests/test_mutants_l2p.py"
+G="tests/test_gan.py tests/test_gan_fidelity.py tests/test_mutants_gan.py"
+F="tests/test_foundation.py tests/test_mutants_foundation.py"
 declare -A MODULES=(
-  [data/download]="tests/test_download.py tests/test_mutants_data.py"
-  [data/splits]="tests/test_data.py tests/test_properties.py tests/test_mutants_data.py"
-  [data/metadata]="tests/test_data.py tests/test_data_compat.py tests/test_properties.py tests/test_mutants_data.py"
-  [images]="tests/test_data.py tests/test_properties.py tests/test_mutants_images.py"
-  [checkpoint]="tests/test_foundation.py tests/test_mutants_foundation.py"
-  [config]="tests/test_foundation.py tests/test_mutants_foundation.py"
-  [l2p/refine]="tests/test_l2p.py tests/test_properties.py tests/test_mutants_l2p.py"
-  [l2p/plan]="tests/test_l2p.py tests/test_properties.py tests/test_mutants_l2p.py"
-  [gan/augment]="tests/test_gan.py tests/test_mutants_gan.py"
-  [render/composite]="tests/test_render.py tests/test_properties.py tests/test_mutants_render.py"
-  [render/tiles]="tests/test_render.py tests/test_properties.py tests/test_mutants_render.py"
+  [render/coverage]="$R"
+  [render/tiles]="$R"
+  [render/composite]="$R"
+  [render/export]="$R"
+  [data/download]="tests/test_download.py tests/test_mutants_data.py tests/test_mutants_download.py"
+  [data/metadata]="$D tests/test_download.py"
+  [data/splits]="$D"
+  [data/iiif]="$D tests/test_download.py tests/test_pages.py"
+  [data/datasets]="$D"
+  [images]="tests/test_data.py tests/test_data_compat.py tests/test_properties.py tests/test_mutants_images.py"
+  [checkpoint]="$F"
+  [config]="$F"
+  [l2p/refine]="$L"
+  [l2p/plan]="$L"
+  [l2p/distance]="$L"
+  [l2p/networks]="$L"
+  [gan/augment]="$G"
+  [gan/ada]="$G"
+  [gan/train]="$G"
+  [gan/sample]="$G"
+  [ist/transfer]="tests/test_ist.py tests/test_ist_device.py tests/test_mutants_ist.py"
 )
-ORDER="data/download data/splits data/metadata images checkpoint config l2p/refine l2p/plan gan/augment render/composite render/tiles"
+# modules of which only some functions are in scope: mutmut's name patterns (fnmatch)
+declare -A ONLY=(
+  [l2p/networks]="kaogen.l2p.networks.x_pick_free__mutmut_*"
+)
+ORDER="render/coverage render/tiles render/composite render/export data/download data/metadata data/splits data/iiif data/datasets images checkpoint config l2p/refine l2p/plan l2p/distance l2p/networks gan/augment gan/ada gan/train gan/sample ist/transfer"
 
 usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
@@ -56,9 +77,11 @@ WORK="$REPO/build/mutation/$NAME"
 ACTION="${1:-fresh}"; [ $# -ge 1 ] && shift
 
 TESTS=""
-for t in ${MODULES[$MOD]}; do [ -f "$t" ] && TESTS="$TESTS $t"; done
+for t in ${MUTATION_TESTS:-${MODULES[$MOD]}}; do [ -f "$t" ] && TESTS="$TESTS $t"; done
 
 export KAOGEN_CHECKPOINTS="$REPO/checkpoints"
+# one torch thread per test process: several passes (and mutmut children) share the cores
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 
 write_pyproject() {
   # pyproject.toml for the pass: pytest's settings, and [tool.mutmut] narrowed to this module
@@ -94,10 +117,11 @@ if [ "$ACTION" = fresh ]; then
   find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
   [ -d "$REPO/../shared" ] && ln -s "$(cd "$REPO/../shared" && pwd)" "$WORK/shared"
   write_pyproject
-  ACTION=run
+  ACTION=run FIRST=fresh
 fi
 [ -d "$WORK" ] || { echo "mutation.sh: no pass for $MOD yet: bash $0 $MOD" >&2; exit 2; }
 cd "$WORK"
+export REPO MUTATION_ACTION="${FIRST:-$ACTION}" MUTATION_REV="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || true)"
 
 summarise() {
   [ "${1:-}" = keep ] || mutmut results --all true > results.txt 2>/dev/null || true
@@ -116,9 +140,13 @@ tested = killed + counts["survived"]
 rate = f"{100 * killed / tested:.1f} %" if tested else "n/a"
 line = (f"kaogen/{sys.argv[1]}.py: {sum(counts.values())} mutants, killed {counts['killed']}, "
         f"timeout {counts['timeout']}, survived {counts['survived']}, no tests {counts['no tests']}, "
-        f"skipped {counts['skipped']}, kill rate {rate} of tested")
+        f"skipped {counts['skipped']}, not checked {counts['not checked']}, kill rate {rate} of tested")
 print(line)
 open("summary.txt", "w").write(line + "\n")
+import datetime, os
+with open(os.path.join(os.environ["REPO"], "build", "mutation", "history.txt"), "a") as f:
+    f.write(f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} {os.environ.get('MUTATION_REV', '')} "
+            f"{os.environ.get('MUTATION_ACTION', '')} {line}\n")
 open("survivors.txt", "w").write("".join(s + "\n" for s in survivors))
 PY
 }
@@ -146,6 +174,7 @@ PY
     summarise keep
     echo "before: $(cat summary-before.txt)" ;;
   run)
+    [ $# -eq 0 ] && [ -n "${ONLY[$MOD]+x}" ] && set -- ${ONLY[$MOD]}
     mutmut run --max-children "${MUTATION_JOBS:-1}" "$@" || echo "mutation.sh: mutmut exited $?"
     summarise ;;
   results) summarise; cat survivors.txt ;;
