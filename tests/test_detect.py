@@ -277,6 +277,14 @@ def test_bad_input_gives_one_line(tmp_path, monkeypatch):
     one_line(runner.invoke(cli, ["train-detector", "--data", str(folder), "--arch", "fasterrcnn_mobilenet_v3_large_fpn",
                                  "--pretrained", "imagenet", "--outdir", str(tmp_path / "runs"), "--no-progress"]),
              "mobilenet_v3_large-8738ca79.pth", "never downloads")
+    one_line(runner.invoke(cli, ["train-detector", "--data", str(folder), "--arch", "fcos_tiny", "--pretrained", "imagenet",
+                                 "--outdir", str(tmp_path / "runs")]), "fcos_tiny has no ImageNet backbone")
+    one_line(runner.invoke(cli, ["train-detector", "--data", str(folder), "--arch", "fcos_tiny", "--pretrained",
+                                 str(tmp_path / "missing.pt"), "--outdir", str(tmp_path / "runs")]), "no such file")
+    one_line(runner.invoke(cli, ["train-detector", "--data", str(folder), "--arch", "fcos_tiny", "--split", "by-work",
+                                 "--outdir", str(tmp_path / "runs")]), "no training pages")
+    # refused before anything is written: no empty run folders left behind
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     one_line(runner.invoke(cli, ["train-detector", "--data", str(folder), "--arch", "yolo", "--outdir",
                                  str(tmp_path / "runs")]), "unknown detector arch 'yolo'")
     (tmp_path / "stamped").mkdir()

@@ -49,7 +49,8 @@ def train_detector(data, arch, patch, no_patch, pretrained, split, config_path, 
     from kaogen.config import from_dict, load_config
     from kaogen.detect.config import DetectConfig
     from kaogen.detect.data import PageSet
-    from kaogen.detect.train import DetectorTrainer
+    from kaogen.detect.models import check_spec
+    from kaogen.detect.train import DetectorTrainer, spec_of
     from kaogen.distributed import dist_info, setup_distributed, teardown_distributed
     from kaogen.device import resolve_device
     from kaogen.errors import KaogenError
@@ -72,6 +73,10 @@ def train_detector(data, arch, patch, no_patch, pretrained, split, config_path, 
                 "split": split, "steps": steps, "batch": batch, "amp": amp, "use_patches": False if no_patch else None}
         over = {k: v for k, v in over.items() if v is not None}
         cfg = load_config(DetectConfig, config_path, **over) if config_path else from_dict(DetectConfig, over)
+        # everything that can be refused is checked before the run folder exists (no empty folders)
+        check_spec(spec_of(cfg))
+        if not len(PageSet.load(data, cfg.split, "train")):
+            raise KaogenError("no training pages (check --split and pages.json)")
         run = next_run_dir(outdir, "detector") if rank == 0 else None
         if world > 1:
             import torch

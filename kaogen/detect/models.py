@@ -119,21 +119,29 @@ def _fcos_tiny(spec: DetectorSpec) -> nn.Module:
                 anchor_generator=anchors, score_thresh=spec.score_thresh, detections_per_img=spec.detections_per_img)
 
 
-def build_detector(spec: DetectorSpec) -> nn.Module:
-    """A torchvision detector for faces as `spec` says (see the module docstring for weights)."""
-    import torchvision.models.detection as det
-
+def check_spec(spec: DetectorSpec) -> None:
+    """Refuse, in one line, a spec that build_detector could not build: an unknown arch, bad sizes,
+    ImageNet weights not in the torch hub cache, a --pretrained file that is not there. Cheap: run it
+    before anything is written (train-detector checks before it makes a run folder)."""
     if spec.arch not in ARCHS:
         raise KaogenError(f"unknown detector arch {spec.arch!r}: use one of {', '.join(ARCHS)}")
     if spec.min_size < 32 or spec.max_size < spec.min_size:
         raise KaogenError(f"detector sizes must satisfy 32 <= min_size <= max_size, not {spec.min_size}, {spec.max_size}")
+    if spec.pretrained == "imagenet":
+        cached_weights_file(_imagenet_weights(spec.arch))   # refuses before torchvision would download
+    elif spec.pretrained != "none" and not Path(spec.pretrained).is_file():
+        raise KaogenError(f"--pretrained {spec.pretrained}: no such file (use none, imagenet or a state dict file)")
+
+
+def build_detector(spec: DetectorSpec) -> nn.Module:
+    """A torchvision detector for faces as `spec` says (see the module docstring for weights)."""
+    import torchvision.models.detection as det
+
+    check_spec(spec)
     if spec.arch == "fcos_tiny":
         model = _fcos_tiny(spec)
     else:
-        backbone = None
-        if spec.pretrained == "imagenet":
-            backbone = _imagenet_weights(spec.arch)
-            cached_weights_file(backbone)            # refuses before torchvision would download
+        backbone = _imagenet_weights(spec.arch) if spec.pretrained == "imagenet" else None
         kw = dict(min_size=spec.min_size, max_size=spec.max_size, detections_per_img=spec.detections_per_img)
         if spec.arch.startswith("fasterrcnn"):
             kw["box_score_thresh"] = spec.score_thresh
