@@ -319,3 +319,33 @@ def test_torchrun_two_processes_train_and_resume(tmp_path, faces):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2, 3, 4]
+
+
+def test_detect_classifiers_fill_the_review_columns(tmp_path, faces):
+    """--classifier: each detected face's crop is classified, the gender prediction lands in the gender
+    columns and the status one in the status columns (pre-filling the historian's columns), with the
+    winning probability; two classifiers of one label, or a checkpoint that is no classifier, are refused
+    in one line before anything is written."""
+    from test_classify import constant_classifier
+
+    page = synthetic_page(faces, (400, 300), n_faces=3, face_px=(60, 90), seed=5)
+    page.image.save(tmp_path / "page.png")
+    gender = constant_classifier(tmp_path / "g.pt", "gender", always=1)        # always "female"
+    status = constant_classifier(tmp_path / "s.pt", "status", always=2)        # always "incarnation"
+    shipped = str(checkpoints_dir() / "detector-smoke.pt")
+    r = CliRunner().invoke(cli, ["detect", str(tmp_path / "page.png"), "--checkpoint", shipped, "-o", str(tmp_path / "out"),
+                                 "--classifier", str(status), "--classifier", str(gender), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(open(tmp_path / "out" / "review.csv")))
+    assert rows, "the shipped detector finds the faces of a synthetic page"
+    for row in rows:
+        assert (row["pred_gender"], row["gender"], row["pred_status"], row["status"]) == (
+            "female", "female", "incarnation", "incarnation"), row
+        assert 0.5 < float(row["p_gender"]) <= 1 and 0.25 < float(row["p_status"]) <= 1, row
+    for extra in ([gender, gender], [shipped]):
+        args = [a for c in extra for a in ("--classifier", str(c))]
+        r = CliRunner().invoke(cli, ["detect", str(tmp_path / "page.png"), "--checkpoint", shipped, "-o",
+                                     str(tmp_path / "bad"), *args,
+                                     "--no-progress"])
+        assert r.exit_code == 1 and r.output.startswith("Error: ") and len(r.output.strip().splitlines()) == 1, r.output
+        assert not (tmp_path / "bad").exists()
