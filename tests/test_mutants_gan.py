@@ -127,3 +127,145 @@ def test_diffaugment_shifts_rows_too_and_cuts_a_quarter_each_way_at_any_size():
     out = diffaugment(torch.full((2000, 3, 18, 18), 2.0))
     zero = (out == 0).all(1)
     assert zero.any(2).sum(1).max() == 2 * (18 // 4) - 1 and zero.any(1).sum(1).max() == 2 * (18 // 4) - 1
+
+
+# ------------------------------------------------------------------ kaogen/gan/sample.py
+
+def tiny_bundle(classes: int = 0, seed: int = 0):
+    """A generator of 8 x 8 images with its noise inputs switched on (noise strength 1: a wrong
+    noise mode shows), conditional on `classes` classes when > 0."""
+    from kaogen.gan.config import NetworkConfig
+    from kaogen.gan.networks import Generator
+    from kaogen.gan.sample import GeneratorBundle
+
+    torch.manual_seed(seed)
+    G = Generator(NetworkConfig(resolution=8, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8,
+                                num_classes=classes))
+    with torch.no_grad():
+        for layer in G.layers:
+            layer.noise_strength.fill_(1.0)
+        G.mapping.w_avg.normal_()
+    names = ["noble", "warrior", "incarnation", "commoner"][:classes]
+    return GeneratorBundle(G, "status" if classes else "none", names)
+
+
+def test_a_seed_latent_is_numpy_randomstate_of_that_seed():
+    """A seed's latent is RandomState(seed).randn(z_dim), as the reference implementation draws it,
+    float32, one row per seed in order (seeds shared with other StyleGAN tools give the same z)."""
+    import numpy as np
+
+    from kaogen.gan.sample import seed_latents
+
+    z = seed_latents([3, 0, 3], 8)
+    assert z.dtype == torch.float32 and z.shape == (3, 8)
+    assert torch.equal(z[0], torch.from_numpy(np.random.RandomState(3).randn(8)).float())
+    assert torch.equal(z[1], torch.from_numpy(np.random.RandomState(0).randn(8)).float())
+    assert torch.equal(z[0], z[2])
+
+
+def test_parse_seeds_takes_ranges_and_lists_and_refuses_the_rest():
+    """'a-b' is inclusive, lists keep their order, spaces and a trailing comma are fine; nothing,
+    an empty range or a non-number is refused with a KaogenError (exit 1 at the command line)."""
+    from kaogen.errors import KaogenError
+    from kaogen.gan.sample import parse_seeds
+
+    assert parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
+    assert parse_seeds("5") == [5]
+    assert parse_seeds("4-4") == [4]
+    assert parse_seeds(" 2 - 4 , 9,") == [2, 3, 4, 9]
+    assert parse_seeds("9,1-2") == [9, 1, 2]
+    assert parse_seeds("10-12") == [10, 11, 12]
+    for bad in ("", ",", "3-1", "x", "1-x", "1.5", "1-2-3"):
+        with pytest.raises(KaogenError):
+            parse_seeds(bad)
+
+
+def test_a_class_is_a_one_hot_label_and_wrong_classes_are_refused():
+    """Conditional generators take exactly one of their class names (a one-hot row per image) and
+    refuse none or an unknown one; unconditional ones refuse any class."""
+    from kaogen.errors import KaogenError
+
+    g = tiny_bundle(classes=4)
+    c = g.label("incarnation", 3)
+    assert torch.equal(c, torch.tensor([[0.0, 0.0, 1.0, 0.0]] * 3))
+    for bad in (None, "king"):
+        with pytest.raises(KaogenError):
+            g.label(bad, 1)
+    z = torch.from_numpy(__import__("numpy").random.RandomState(4).randn(1, 8)).float()
+    want = ((g.G.synthesis(g.G.mapping(z, torch.tensor([[0.0, 1.0, 0.0, 0.0]])), noise="const") + 1) / 2).clamp(0, 1)
+    torch.testing.assert_close(g.generate([4], label="warrior"), want.detach(), atol=1e-6, rtol=0)
+    assert not torch.allclose(g.generate([4], label="warrior"), g.generate([4], label="noble"))
+    u = tiny_bundle()
+    assert u.label(None, 2) is None
+    with pytest.raises(KaogenError):
+        u.label("warrior", 1)
+
+
+def test_generated_images_are_the_networks_output_in_0_1_deterministic_in_any_batch():
+    """generate(): the generator's [-1, 1] output mapped to [0, 1] and clipped there (values beyond
+    either end become 0 or 1), with the networks' fixed noise (the same seed twice is the same
+    image, whatever the batch size), truncation toward the average latent (0: every seed the same)."""
+    g = tiny_bundle()
+    with torch.no_grad():
+        for t in g.G.torgbs:                                            # raw output well inside (-1, 1),
+            t.conv.weight.mul_(0.02)
+        g.G.torgbs[-1].bias.copy_(torch.tensor([5.0, -5.0, 0.0]))      # but red beyond 1, green below -1
+    seeds = [0, 1, 2, 3, 4]
+    imgs = g.generate(seeds, batch=2)
+    assert imgs.shape == (5, 3, 8, 8) and imgs.device.type == "cpu"
+    assert (imgs[:, 0] == 1).all() and (imgs[:, 1] == 0).all()
+    raw = g.G.synthesis(g.ws(seeds), noise="const").detach()
+    torch.testing.assert_close(imgs[:, 2], (raw[:, 2] + 1) / 2, atol=1e-6, rtol=0)
+    assert raw[:, 2].abs().max() < 1 and raw[:, 2].std() > 1e-3
+    torch.testing.assert_close(g.generate(seeds, batch=16), imgs, atol=1e-5, rtol=0)
+    assert torch.equal(g.generate([3]), g.generate([3]))
+    flat = g.generate(seeds, truncation=0.0)
+    assert (flat - flat[:1]).abs().max() < 1e-6
+    half = g.generate(seeds, truncation=0.5)
+    assert (half - half[:1]).abs().max() > 1e-3 and not torch.allclose(half, imgs)
+
+
+def test_a_saved_generator_loads_back_as_it_was(tmp_path, monkeypatch):
+    """save/load: the same images, class names and condition; the meta (kimg, p) stored; half=True
+    stores fp16 (a smaller file, nearly the same images); generators saved before the aligned
+    upsampler (no `resample` in their config) sample with the legacy one; weights that do not fit
+    the config, a foreign checkpoint and a missing shipped generator are refused; without a path the
+    shipped checkpoints/gan-kaokore.pt ($KAOGEN_CHECKPOINTS) is loaded."""
+    from kaogen.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from kaogen.errors import KaogenError
+    from kaogen.gan.sample import GeneratorBundle
+
+    g = tiny_bundle(classes=4)
+    want = g.generate([1, 2], label="commoner")
+    p = g.save(tmp_path / "g.pt", {"kimg": 1.5, "augment_p": 0.25})
+    back = GeneratorBundle.load(p)
+    assert back.class_names == g.class_names and back.cond == "status" and back.source == str(p)
+    assert back.G.cfg.resample == "aligned"
+    assert torch.equal(back.generate([1, 2], label="commoner"), want)
+    meta = load_checkpoint(p).meta
+    assert meta["kimg"] == 1.5 and meta["augment_p"] == 0.25 and meta["half"] is False
+    h = g.save(tmp_path / "h.pt", half=True)
+    assert load_checkpoint(h).meta["half"] is True and h.stat().st_size < 0.8 * p.stat().st_size
+    torch.testing.assert_close(GeneratorBundle.load(h).generate([1, 2], label="commoner"), want, atol=2e-2, rtol=0)
+    assert not torch.equal(GeneratorBundle.load(h).generate([1, 2], label="commoner"), want)
+
+    ck = load_checkpoint(p)
+    old = dict(ck.config, net={k: v for k, v in ck.config["net"].items() if k != "resample"})
+    save_checkpoint(tmp_path / "old.pt", Checkpoint("gan", old, ck.state, {}))
+    assert GeneratorBundle.load(tmp_path / "old.pt").G.cfg.resample == "legacy"
+
+    net = dict(ck.config["net"], w_dim=16)
+    save_checkpoint(tmp_path / "misfit.pt", Checkpoint("gan", dict(ck.config, net=net), ck.state, {}))
+    save_checkpoint(tmp_path / "nokey.pt", Checkpoint("gan", ck.config, {"G": ck.state["G_ema"]}, {}))
+    save_checkpoint(tmp_path / "agent.pt", Checkpoint("l2p-agent", {}, {}))
+    for bad in ("misfit.pt", "nokey.pt", "agent.pt"):
+        with pytest.raises(KaogenError):
+            GeneratorBundle.load(tmp_path / bad)
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    monkeypatch.setenv("KAOGEN_CHECKPOINTS", str(shipped))
+    with pytest.raises(KaogenError, match="no shipped generator"):
+        GeneratorBundle.load()
+    (shipped / "gan-kaokore.pt").write_bytes(p.read_bytes())
+    assert torch.equal(GeneratorBundle.load().generate([1, 2], label="commoner"), want)
