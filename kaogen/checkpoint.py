@@ -104,7 +104,7 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> Checkpo
     except Exception as e:  # truncated zip, pickle with code in it, random bytes...
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "weights_only" in str(e) or "Unsupported global" in str(e):
-            reason = "it contains pickled code, which kaogen never loads"
+            reason = "not a torch file, or it contains pickled code, which kaogen never loads"  # pragma: no mutate (message wording)
         raise KaogenError(f"{path} is not a readable kaogen checkpoint: {reason[:200]}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise KaogenError(f"{path} is not a kaogen checkpoint (no '{FORMAT}' header)")
@@ -145,7 +145,7 @@ def read_state_dict(path: str | os.PathLike, model_key: str = "model") -> dict[s
     except Exception as e:
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         if "weights_only" in str(e) or "Unsupported global" in str(e):
-            reason = "not a torch weights file, or it holds pickled code, which kaogen never loads"
+            reason = "not a torch weights file, or it holds pickled code, which kaogen never loads"  # pragma: no mutate (message wording)
         raise KaogenError(f"--pretrained {path} is not a readable state dict: {reason}") from None
     if isinstance(state, dict) and state.get("format") == FORMAT:
         state = state.get("state", {}).get(model_key, {})

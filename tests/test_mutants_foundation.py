@@ -87,3 +87,186 @@ def test_config_files_are_utf8_whatever_the_locale(tmp_path):
     r = subprocess.run([sys.executable, "-c", code, str(f)], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == ascii("源氏物語 — 顔")
+
+
+# ---- kaogen/checkpoint.py --------------------------------------------------------------------
+
+import io  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from kaogen.checkpoint import (Checkpoint, checkpoints_dir, load_checkpoint, read_state_dict,  # noqa: E402
+                               save_checkpoint)
+
+
+class _Code:
+    """A class: pickled, it is code that torch.load(weights_only=False) would import and run."""
+
+
+def _raw(path: Path, obj) -> Path:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def _as_if_saved_on_a_gpu(monkeypatch, path: Path, obj) -> Path:
+    """torch.save `obj` with every storage tagged 'cuda:0', as a file written on a GPU machine is."""
+    import torch.serialization as ser
+
+    with monkeypatch.context() as m:
+        m.setattr(ser, "location_tag", lambda storage: "cuda:0")
+        return _raw(path, obj)
+
+
+def _header(state, config="{}", kind="test"):
+    return {"format": "kaogen-checkpoint", "format_version": 1, "kind": kind, "config": config,
+            "meta": "{}", "state": state}
+
+
+def _one_line_naming(e: pytest.ExceptionInfo, path: Path) -> str:
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg, msg
+    return msg
+
+
+def test_checkpoint_keeps_its_kind_meta_and_lists(tmp_path):
+    """What was saved comes back: the kind, the meta with the half flag recorded, and lists inside
+    the state (an optimiser's param_groups), so that an optimiser resumes from it."""
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    net(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    ck = Checkpoint("test", {"w": 1}, {"opt": opt.state_dict(), "hist": [torch.ones(2), 3]}, {"cmd": "x"})
+    for half in (False, True):
+        back = load_checkpoint(save_checkpoint(tmp_path / f"{half}.pt", ck, half=half))
+        assert back.kind == "test" and back.meta == {"cmd": "x", "half": half}
+        assert back.state["hist"][1] == 3 and torch.equal(back.state["hist"][0], torch.ones(2))
+        assert back.state["opt"]["param_groups"][0]["params"] == [0, 1]
+        opt2 = torch.optim.Adam(torch.nn.Linear(3, 2).parameters(), lr=0.5)
+        opt2.load_state_dict(back.state["opt"])
+        assert opt2.param_groups[0]["lr"] == 0.01 and int(opt2.state_dict()["state"][0]["step"]) == 1
+
+
+def test_the_same_checkpoint_gives_the_same_file(tmp_path):
+    """A checkpoint's bytes do not depend on the order in which the config or meta keys were
+    inserted (reproducible files, comparable by hash)."""
+    state = {"w": torch.arange(4.0)}
+    a = save_checkpoint(tmp_path / "a.pt", Checkpoint("t", {"a": 1, "b": {"y": 2, "x": 3}}, state, {"m": 1, "n": 2}))
+    b = save_checkpoint(tmp_path / "b.pt", Checkpoint("t", {"b": {"x": 3, "y": 2}, "a": 1}, state, {"n": 2, "m": 1}))
+    assert a.read_bytes() == b.read_bytes()
+    c = save_checkpoint(tmp_path / "c.pt", Checkpoint("t", {"b": {"x": 3, "y": 2}, "a": 1}, state, {"zz": 2, "m": 1}))
+    assert c.read_bytes() != a.read_bytes()
+    assert load_checkpoint(c).meta == {"zz": 2, "m": 1, "half": False}
+
+
+def test_a_checkpoint_written_on_a_gpu_loads_on_the_cpu(tmp_path, monkeypatch):
+    """Tensors saved from a GPU are loaded to the CPU (a CPU-only machine can read them; RNG states
+    and step counters stay on the CPU): load_checkpoint and read_state_dict."""
+    w = torch.arange(6.0).view(2, 3)
+    p = _as_if_saved_on_a_gpu(monkeypatch, tmp_path / "g.pt", _header({"net": {"w": w}}))
+    back = load_checkpoint(p, kind="test")
+    assert back.state["net"]["w"].device.type == "cpu" and torch.equal(back.state["net"]["w"], w)
+    q = _as_if_saved_on_a_gpu(monkeypatch, tmp_path / "sd.pt", {"w": w})
+    sd = read_state_dict(q)
+    assert sd["w"].device.type == "cpu" and torch.equal(sd["w"], w)
+
+
+def test_pickled_code_is_refused_even_when_torch_is_told_to_allow_it(tmp_path, monkeypatch):
+    """TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 turns torch.load's safe default off for callers that do
+    not ask for weights_only explicitly; kaogen always asks, so a file with a pickled class is still
+    refused (it would run code)."""
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    evil = _raw(tmp_path / "e.pt", {**_header({}), "obj": _Code()})
+    with pytest.raises(KaogenError, match="pickled code") as e:
+        load_checkpoint(evil)
+    _one_line_naming(e, evil)
+    with pytest.raises(KaogenError, match="pickled code") as e:
+        read_state_dict(_raw(tmp_path / "e2.pt", {"w": torch.ones(1), "obj": _Code()}))
+
+
+def test_unreadable_checkpoints_say_why_in_one_line(tmp_path):
+    """A truncated file passes on torch's reason (not a claim of pickled code); an empty file says
+    EOFError; random bytes are refused without torch's advice to retry with weights_only=False
+    (kaogen never does that). Every refusal is one line naming the file."""
+    good = save_checkpoint(tmp_path / "a.pt", Checkpoint("t", {}, {"w": torch.ones(50)}))
+    trunc = tmp_path / "t.pt"
+    trunc.write_bytes(good.read_bytes()[:300])
+    try:
+        torch.load(trunc, map_location="cpu", weights_only=True)
+    except Exception as e:  # what torch says about it
+        first = str(e).strip().splitlines()[0][:100]
+    with pytest.raises(KaogenError) as e:
+        load_checkpoint(trunc)
+    msg = _one_line_naming(e, trunc)
+    assert first in msg and "pickled code" not in msg and "weights_only" not in msg
+    with pytest.raises(KaogenError) as e:
+        read_state_dict(trunc)
+    msg = _one_line_naming(e, trunc)
+    assert first[:80] in msg and "pickled code" not in msg
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(KaogenError, match="EOFError") as e:
+        load_checkpoint(empty)
+    _one_line_naming(e, empty)
+    with pytest.raises(KaogenError, match="EOFError") as e:
+        read_state_dict(empty)
+    _one_line_naming(e, empty)
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(bytes(torch.randint(0, 256, (200,), generator=torch.Generator().manual_seed(0)).tolist()))
+    for load in (load_checkpoint, read_state_dict):
+        with pytest.raises(KaogenError) as e:
+            load(noise)
+        msg = _one_line_naming(e, noise)
+        assert "weights_only" not in msg and "trusted source" not in msg, msg
+
+
+def test_read_state_dict_finds_the_tensors_in_each_layout(tmp_path):
+    """--pretrained FILE: a plain {name: tensor} dict, a {"state_dict": ...} wrapper, or a kaogen
+    checkpoint's state[model_key] gives that dict of tensors."""
+    sd = {"a.weight": torch.ones(2, 2), "a.bias": torch.zeros(2)}
+    plain = read_state_dict(_raw(tmp_path / "p.pt", sd))
+    assert plain.keys() == sd.keys() and all(torch.equal(plain[k], sd[k]) for k in sd)
+    wrapped = read_state_dict(_raw(tmp_path / "w.pt", {"state_dict": sd, "epoch": 3}))
+    assert wrapped.keys() == sd.keys()
+    other = {"b": torch.full((1,), 2.0)}
+    ck = save_checkpoint(tmp_path / "k.pt", Checkpoint("classifier", {}, {"net": sd, "model": other}))
+    assert read_state_dict(ck, model_key="net").keys() == sd.keys()
+    assert read_state_dict(ck).keys() == other.keys()
+    assert read_state_dict(ck, model_key="model")["b"].item() == 2.0
+
+
+@pytest.mark.parametrize("obj", [
+    {}, {"state_dict": {}}, [torch.ones(1)], torch.ones(2), {"w": torch.ones(1), "step": 3}, {"state_dict": 5},
+    {"state_dict": {"w": 1}}, {"format": "kaogen-checkpoint", "state": {"other": {"w": torch.ones(1)}}},
+    {"format": "kaogen-checkpoint", "state": {}},
+], ids=["empty", "empty-wrapper", "list", "tensor", "mixed", "wrapper-not-dict", "wrapper-not-tensors",
+        "checkpoint-without-key", "checkpoint-empty"])
+def test_read_state_dict_refuses_what_holds_no_tensors(tmp_path, obj):
+    """A file without a non-empty dict of tensors (under the key asked for) is refused in one line."""
+    p = _raw(tmp_path / "x.pt", obj)
+    with pytest.raises(KaogenError, match="holds no state dict of tensors") as e:
+        read_state_dict(p, model_key="model")
+    _one_line_naming(e, p)
+
+
+def test_read_state_dict_of_a_missing_file(tmp_path):
+    with pytest.raises(KaogenError, match="no such file") as e:
+        read_state_dict(tmp_path / "nope.pt")
+    _one_line_naming(e, tmp_path / "nope.pt")
+    with pytest.raises(KaogenError, match="no such file"):
+        read_state_dict(tmp_path)          # a folder is not a weights file
+
+
+def test_where_shipped_checkpoints_live(tmp_path, monkeypatch):
+    """$KAOGEN_CHECKPOINTS when set (and not empty), else the repository's checkpoints/ folder."""
+    monkeypatch.setenv("KAOGEN_CHECKPOINTS", str(tmp_path))
+    assert checkpoints_dir() == tmp_path
+    for unset in (None, ""):
+        if unset is None:
+            monkeypatch.delenv("KAOGEN_CHECKPOINTS")
+        else:
+            monkeypatch.setenv("KAOGEN_CHECKPOINTS", unset)
+        d = checkpoints_dir()
+        assert d.name == "checkpoints" and (d.parent / "kaogen" / "checkpoint.py").is_file(), d
