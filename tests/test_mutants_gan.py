@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -269,3 +271,171 @@ def test_a_saved_generator_loads_back_as_it_was(tmp_path, monkeypatch):
         GeneratorBundle.load()
     (shipped / "gan-kaokore.pt").write_bytes(p.read_bytes())
     assert torch.equal(GeneratorBundle.load().generate([1, 2], label="commoner"), want)
+
+
+# ------------------------------------------------------------------ kaogen/gan/train.py: snapshots and resume
+
+def tiny_trainer(run, seed: int = 0, **over):
+    """A GAN trainer of 8 x 8 images, batch 4, ADA moving fast, no regularisers (a step is cheap)."""
+    from kaogen.gan.config import GANConfig, NetworkConfig
+    from kaogen.gan.data import RealSampler
+    from kaogen.gan.train import GANTrainer
+
+    net = NetworkConfig(resolution=8, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8)
+    base = dict(batch=4, kimg=0.016, snapshot_kimg=0.004, keep=2, ema_kimg=0.01, ada_kimg=0.02, ada_interval=1,
+                pl_weight=0.0, r1_gamma=0.0, amp=False, style_mixing=0.0)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (8, 3, 8, 8), generator=g, dtype=torch.uint8)
+    return GANTrainer(GANConfig(net=net, **{**base, **over}), RealSampler(images, None, 0, True), run, seed=seed)
+
+
+def rows_of(run):
+    import json
+
+    return [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+
+
+def test_snapshots_keep_the_newest_and_a_resume_restores_everything_from_the_newest(tmp_path):
+    """Every snapshot_kimg a snapshot named by its image count (the last `keep` kept) and generator.pt
+    with its kimg and p; resume() takes the newest snapshot and restores the image count, the step,
+    the networks, ADA's p and statistics, the path-length mean and every random state; an empty run
+    folder is no resume."""
+    import json
+
+    from kaogen.checkpoint import load_checkpoint
+
+    assert not tiny_trainer(tmp_path / "empty").resume()
+    run = tmp_path / "run"
+    a = tiny_trainer(run, seed=3)
+    a.train(progress=False)
+    assert sorted(p.name for p in run.glob("snapshot-*.pt")) == ["snapshot-000000012.pt", "snapshot-000000016.pt"]
+    meta = load_checkpoint(run / "generator.pt").meta
+    assert meta["kimg"] == 0.016 and meta["augment_p"] == a.augment.p and a.augment.p > 0
+    assert [r["kimg"] for r in rows_of(run)] == [0.004, 0.008, 0.012, 0.016]
+    torch_state, data_state = torch.get_rng_state(), a.gen.get_state()
+    a.pl_mean.fill_(0.5)
+    a.augment.interval = 2
+    a.augment.observe(torch.ones(3), 4)                               # statistics mid-interval are saved too
+    assert a.augment.state()["calls"] == 1
+    a.snapshot()
+
+    b = tiny_trainer(run, seed=3, kimg=0.024)
+    assert b.resume() and b.nimg == 16 and b.step == 4
+    assert torch.equal(torch.get_rng_state(), torch_state) and torch.equal(b.gen.get_state(), data_state)
+    assert b.augment.state() == a.augment.state() and float(b.pl_mean) == 0.5
+    for name in ("G", "D", "G_ema"):
+        for (k, p), q in zip(getattr(a, name).state_dict().items(), getattr(b, name).state_dict().values()):
+            assert torch.equal(p, q), (name, k)
+    for oa, ob in ((a.opt_G, b.opt_G), (a.opt_D, b.opt_D)):
+        sa, sb = oa.state_dict()["state"], ob.state_dict()["state"]
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+
+
+def test_a_resume_drops_metrics_rows_newer_than_its_snapshot(tmp_path):
+    """A run killed after writing a metrics row but before its snapshot: the resume keeps the rows
+    up to and including its snapshot's kimg and drops the later ones (and blank lines)."""
+    run = tmp_path / "run"
+    tiny_trainer(run, kimg=0.008).train(progress=False)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('\n{"kimg": 0.012, "g_loss": 1.0}\n')
+    b = tiny_trainer(run, kimg=0.012)
+    assert b.resume() and b.nimg == 8
+    assert [r["kimg"] for r in rows_of(run)] == [0.004, 0.008]
+    assert (run / "metrics.jsonl").read_text().count("\n") == 2
+    b.train(progress=False)
+    assert [r["kimg"] for r in rows_of(run)] == [0.004, 0.008, 0.012]
+
+
+def test_a_resume_refuses_other_networks_or_conditioning(tmp_path):
+    """The newest snapshot must hold this config's networks and conditioning: anything else is a
+    KaogenError (start a new run), not a silently mixed run."""
+    from kaogen.errors import KaogenError
+
+    run = tmp_path / "run"
+    tiny_trainer(run, kimg=0.004).train(progress=False)
+    other = tiny_trainer(run)
+    other.cfg.net.channel_max = 16
+    with pytest.raises(KaogenError, match="other networks"):
+        other.resume()
+    cond = tiny_trainer(run)
+    cond.cfg.cond = "gender"
+    with pytest.raises(KaogenError, match="other networks"):
+        cond.resume()
+    assert tiny_trainer(run).resume()
+
+
+def test_random_states_across_snapshot_formats_and_process_counts(tmp_path):
+    """The saved random state is restored when the snapshot was written by as many processes (also
+    by snapshots that do not record the count, and by kaogen <= 0.1's rng_torch / rng_data); with
+    another number of processes each rank's state is derived from (seed, rank, step): not the saved
+    one, the same on every resume, different for another seed or rank."""
+    from kaogen.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    a = tiny_trainer(run, seed=2, kimg=0.008)
+    a.train(progress=False)
+    saved = torch.get_rng_state(), a.gen.get_state()
+    snap = sorted(run.glob("snapshot-*.pt"))[-1]
+    ck = load_checkpoint(snap)
+
+    def states(seed=2, rank=0):
+        t = tiny_trainer(run, seed=seed)
+        t.rank = rank
+        assert t.resume()
+        return torch.get_rng_state(), t.gen.get_state()
+
+    def same(x, y):
+        return torch.equal(x[0], y[0]) and torch.equal(x[1], y[1])
+
+    assert same(states(), saved)
+    save_checkpoint(snap, Checkpoint(ck.kind, ck.config, ck.state, {k: v for k, v in ck.meta.items() if k != "world"}))
+    assert same(states(), saved)                                      # no count recorded: one process
+    old = {k: v for k, v in ck.state.items() if k != "rng"}
+    old.update(rng_torch=ck.state["rng"]["0"]["torch"], rng_data=ck.state["rng"]["0"]["gen.data"])
+    save_checkpoint(snap, Checkpoint(ck.kind, ck.config, old, ck.meta))
+    assert same(states(), saved)                                      # kaogen <= 0.1
+
+    save_checkpoint(snap, Checkpoint(ck.kind, ck.config, ck.state, {**ck.meta, "world": 2}))
+    derived = states()
+    assert not same(derived, saved) and same(states(), derived)
+    assert not same(states(seed=5), derived) and not same(states(rank=1), derived)
+    assert not torch.equal(derived[0], saved[0]) and not torch.equal(derived[1], saved[1])
+
+
+def test_the_loop_snapshots_every_interval_and_at_the_end_with_its_rows(tmp_path):
+    """train(): a metrics row + snapshot + grid each time the image count crosses a multiple of
+    snapshot_kimg, and at the end of the run also off that grid; a row holds the means of the losses
+    over the steps since the previous row, p and r_t then, the seconds per kimg measured (positive,
+    no more than the wall time); the run stops at kimg. Only rank 0 writes the run's files."""
+    import time
+
+    run = tmp_path / "run"
+    tr = tiny_trainer(run, kimg=0.020, snapshot_kimg=0.008, keep=5)
+    steps, step = [], tr.train_step
+
+    def record():
+        out = step()
+        steps.append((out, tr.augment.p, tr.augment.rt))
+        return out
+
+    tr.train_step = record
+    t0 = time.time()
+    tr.train(progress=False)
+    wall = time.time() - t0
+    assert tr.nimg == 20 and len(steps) == 5
+    rows = rows_of(run)
+    assert [r["kimg"] for r in rows] == [0.008, 0.016, 0.02]
+    assert sorted(p.name for p in run.glob("snapshot-*.pt")) == [f"snapshot-0000000{n:02d}.pt" for n in (8, 16, 20)]
+    assert sorted(p.name for p in (run / "samples").glob("grid-*.png")) == [f"grid-0000000{n:02d}.png" for n in (8, 16, 20)]
+    for row, (lo, hi) in zip(rows, ((0, 2), (2, 4), (4, 5))):
+        for k in ("g_loss", "d_loss", "real_sign"):
+            assert row[k] == pytest.approx(np.mean([s[0][k] for s in steps[lo:hi]]), abs=1e-6), (row, k)
+        assert row["augment_p"] == steps[hi - 1][1] and row["rt"] == steps[hi - 1][2]
+        assert 0 < row["sec_per_kimg"] * (hi - lo) * 4 / 1000 <= wall
+    assert len({r["augment_p"] for r in rows}) > 1
+
+    quiet = tmp_path / "rank1"
+    r1 = tiny_trainer(quiet, kimg=0.008)
+    r1.rank = 1
+    r1.train(progress=False)
+    assert r1.nimg == 8 and sorted(p.name for p in quiet.rglob("*")) == ["samples"]
