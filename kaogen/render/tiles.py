@@ -50,10 +50,13 @@ def _boxes(s: torch.Tensor, H: int, W: int) -> torch.Tensor:
     pts = torch.stack([p0, p1, p2], dim=1)                                           # (M, 3, 2)
     finite = torch.isfinite(s).all(-1)
     grow = S.radius(s).amax(-1, keepdim=True) * min(H, W) + 1.0
-    lo = torch.floor(S.to_pixels(pts.amin(1), H, W) - grow).clamp(min=0)
-    hi = torch.minimum(torch.ceil(S.to_pixels(pts.amax(1), H, W) + grow), S.to_pixels(torch.ones_like(lo), H, W))
+    size = S.to_pixels(torch.ones_like(pts[:, 0]), H, W)                             # (M, 2): W, H
+    # clipped to the canvas: a stroke wholly beyond its right or bottom edge gets one (culled) edge
+    # tile, not tiles off the canvas
+    lo = torch.minimum(torch.floor(S.to_pixels(pts.amin(1), H, W) - grow).clamp(min=0), size - 1)
+    hi = torch.minimum(torch.ceil(S.to_pixels(pts.amax(1), H, W) + grow), size)
     hi = torch.maximum(hi, lo + 1)
-    lo, hi = lo.nan_to_num(0.0), hi.nan_to_num(1.0)                                  # reported, not used
+    lo, hi = lo.nan_to_num(0.0), hi.nan_to_num(1.0)  # pragma: no mutate (non-finite strokes are refused: unused)
     t0 = torch.div(lo.long(), TILE, rounding_mode="floor")
     t1 = torch.div(hi.long() + TILE - 1, TILE, rounding_mode="floor")
     return torch.stack([t0[:, 1], t0[:, 0], t1[:, 1] - t0[:, 1], t1[:, 0] - t0[:, 0], finite.long()], 1)
