@@ -152,13 +152,13 @@ def test_download_resumes_after_a_kill(tmp_path):
     root = tmp_path / "root"
     with IIIFServer() as srv:
         cmd = [sys.executable, str(REPO / "cli.py"), "data", "download", "--root", str(root), "--metadata", str(meta),
-               "--mirror", srv.url, "--workers", "2", "--no-progress"]
+               "--mirror", srv.url, "--workers", "2", "--no-progress", "--backoff", "0"]
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env={**os.environ, "PYTHONPATH": str(REPO)})
         folder = root / "images_256"
         deadline = time.time() + 60
         finished = lambda: {p.name for p in folder.glob("*.jpg") if not p.name.startswith(".")}  # noqa: E731
-        while time.time() < deadline and len(finished()) < 8:
+        while time.time() < deadline and len(finished()) < 8 and proc.poll() is None:
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -247,7 +247,7 @@ def test_official_root_without_urls_is_refused_offline_and_unchanged(tmp_path):
     before = official_root(root, old, with_urls=False)
     labels = (root / "labels.csv").read_bytes()
     r = CliRunner().invoke(cli, ["data", "download", "--root", str(root), "--metadata", str(new),
-                                 "--mirror", "http://127.0.0.1:9", "--no-progress"])
+                                 "--mirror", "http://127.0.0.1:9", "--no-progress", "--backoff", "0"])
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
     assert len(r.output.strip().splitlines()) == 1 and r.output.startswith("Error: ")
     assert "not KaoKore 1.3's" in r.output and f"kaogen data download --root {root} --version" in r.output
@@ -255,7 +255,7 @@ def test_official_root_without_urls_is_refused_offline_and_unchanged(tmp_path):
     assert {p.name: p.read_bytes() for p in (root / "images_256").iterdir()} == before
     # The same version's metadata is recognised: the root is adopted, its images kept.
     r = CliRunner().invoke(cli, ["data", "download", "--root", str(root), "--metadata", str(old), "--version", "1.0",
-                                 "--mirror", "http://127.0.0.1:9", "--no-progress"])
+                                 "--mirror", "http://127.0.0.1:9", "--no-progress", "--backoff", "0"])
     assert r.exit_code == 0 and "0 fetched, 6 already present" in r.output, r.output
     assert (root / "kaokore_version.txt").read_text().startswith("1.0\n")
 
@@ -283,7 +283,8 @@ def test_withdrawn_faces_are_not_failures(tmp_path):
     meta = make_metadata(tmp_path / "meta", kinds)
     root = tmp_path / "root"
     with IIIFServer() as srv:
-        args = ["data", "download", "--root", str(root), "--metadata", str(meta), "--mirror", srv.url, "--no-progress"]
+        args = ["data", "download", "--root", str(root), "--metadata", str(meta), "--mirror", srv.url, "--no-progress",
+                "--backoff", "0"]       # a fault retried at once: a broken fetch fails fast, not after 30 s of backoff
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 0, r.output
         assert "3 fetched, 0 already present, 0 failed of 3" in r.output and "2 withdrawn" in r.output

@@ -103,6 +103,16 @@ class _Stop(threading.Event):
         return self.is_set()
 
 
+@pytest.fixture
+def no_sleep(monkeypatch):
+    """time.sleep recorded, never slept: the retry tests below pass a stop event, so a change that
+    sleeps as well (or instead) fails them at once instead of sleeping for real (which made each
+    mutant of with_retries cost a minute under mutation testing)."""
+    slept: list[float] = []
+    monkeypatch.setattr(D.time, "sleep", slept.append)
+    return slept
+
+
 def _calls(*outcomes):
     """fn() that raises or returns the outcomes in turn, counting its calls."""
     seq = list(outcomes)
@@ -117,7 +127,7 @@ def _calls(*outcomes):
     return fn, calls
 
 
-def test_retries_0_still_makes_one_attempt():
+def test_retries_0_still_makes_one_attempt(no_sleep):
     fn, calls = _calls("body")
     assert D.with_retries(fn, D.DownloadOptions(root="r", retries=0)) == "body" and len(calls) == 1
     fn, calls = _calls(D._Transient("HTTP 503"))
@@ -127,7 +137,7 @@ def test_retries_0_still_makes_one_attempt():
 
 
 @pytest.mark.parametrize("retries", [1, 3])
-def test_retries_are_counted_and_back_off_exponentially_up_to_the_cap(retries, monkeypatch):
+def test_retries_are_counted_and_back_off_exponentially_up_to_the_cap(retries, monkeypatch, no_sleep):
     monkeypatch.setattr(D.random, "random", lambda: 0.5)            # the jitter factor is then exactly 1
     fn, calls = _calls(D._Transient("timed out"))
     counter, stop = [0], _Stop()
@@ -139,10 +149,23 @@ def test_retries_are_counted_and_back_off_exponentially_up_to_the_cap(retries, m
     fn, calls = _calls(D._Transient("HTTP 500"), D._Transient("HTTP 500"), "ok")
     counter = [0]
     assert D.with_retries(fn, D.DownloadOptions(root="r", retries=2, backoff=0.0), counter, _Stop()) == "ok"
-    assert len(calls) == 3 and counter == [2]
+    assert len(calls) == 3 and counter == [2] and no_sleep == []    # with a stop event: its wait, no sleep
 
 
-def test_retry_after_is_honoured_and_capped(monkeypatch):
+@pytest.mark.parametrize("jitter, factor", [(0.0, 0.5), (0.999, 1.499)])
+def test_backoff_jitter_stays_between_half_and_one_and_a_half_times_the_delay(jitter, factor, monkeypatch, no_sleep):
+    """The documented jitter: each delay is backoff * 2 ** attempt times a factor in [0.5, 1.5), so a
+    thousand clients that failed together do not retry together, and none waits more than 1.5 times
+    (dividing by the factor instead would make the delays up to twice as long)."""
+    monkeypatch.setattr(D.random, "random", lambda: jitter)
+    fn, calls = _calls(D._Transient("timed out"))
+    stop = _Stop()
+    with pytest.raises(D._Permanent):
+        D.with_retries(fn, D.DownloadOptions(root="r", retries=3, backoff=1.0), stop=stop)
+    assert stop.delays == pytest.approx([factor, 2 * factor, 4 * factor])
+
+
+def test_retry_after_is_honoured_and_capped(no_sleep):
     fn, calls = _calls(D._Transient("HTTP 429", wait=7.0), "ok")
     stop = _Stop()
     assert D.with_retries(fn, D.DownloadOptions(root="r", retries=1, backoff=100.0), stop=stop) == "ok"
@@ -150,14 +173,12 @@ def test_retry_after_is_honoured_and_capped(monkeypatch):
     fn, calls = _calls(D._Transient("HTTP 429", wait=500.0), "ok")
     stop = _Stop()
     D.with_retries(fn, D.DownloadOptions(root="r", retries=1, max_backoff=60.0), stop=stop)
-    assert stop.delays == [60.0]
-    slept = []
-    monkeypatch.setattr(D.time, "sleep", slept.append)               # without a stop event: time.sleep
-    fn, calls = _calls(D._Transient("HTTP 429", wait=0.25), "ok")
-    assert D.with_retries(fn, D.DownloadOptions(root="r", retries=1)) == "ok" and slept == [0.25]
+    assert stop.delays == [60.0] and no_sleep == []                  # a stop event's wait, not a sleep too
+    fn, calls = _calls(D._Transient("HTTP 429", wait=0.25), "ok")     # without a stop event: time.sleep
+    assert D.with_retries(fn, D.DownloadOptions(root="r", retries=1)) == "ok" and no_sleep == [0.25]
 
 
-def test_a_permanent_error_or_a_stop_ends_the_retries():
+def test_a_permanent_error_or_a_stop_ends_the_retries(no_sleep):
     fn, calls = _calls(D._Permanent("HTTP 404"))
     with pytest.raises(D._Permanent, match="^HTTP 404$"):
         D.with_retries(fn, D.DownloadOptions(root="r", retries=5), stop=_Stop())
