@@ -8,8 +8,9 @@ import torch
 
 from kaogen.l2p.config import AgentConfig
 from kaogen.l2p.plan import plan_action
-from kaogen.l2p.refine import _mse_exact, refine_strokes
+from kaogen.l2p.refine import _mse_exact, refine_strokes, relocate_hidden, visible_area
 from kaogen.l2p.stroke_model import StrokeModel, paint_exact
+from kaogen.render import strokes as S
 from kaogen.render.strokes import random_strokes
 
 
@@ -47,3 +48,175 @@ def test_plan_keeps_an_action_that_is_already_exact():
     target = paint_exact(canvas, a)
     planned, after = plan_action(StrokeModel(AgentConfig(canvas=16)), canvas, target, a, steps=4, lr=0.5)
     assert torch.equal(planned, a) and torch.equal(after, target)
+
+
+# ------------------------------------------------------------------ relocation of hidden strokes
+
+_ONE = torch.tensor([0.2, 0.25, 0.5, 0.25, 0.8, 0.25, 0.1, 0.1, 1.0, 1.0, 0.8, 0.1, 0.1])
+
+
+def _rand_target(H: int, W: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(3, H, W, generator=torch.Generator().manual_seed(seed))
+
+
+def test_relocated_strokes_are_fine_opaque_and_centred_on_their_pixel_on_any_canvas():
+    """Every hidden stroke (min_visible above any footprint: all of them) becomes a short, fine, opaque
+    stroke on a non-square canvas (12 x 20 px): centred on a pixel's centre, 1.5 px radius (of the
+    shorter side), 1.5 px from its centre to either end (x in widths, y in heights), lying in every
+    direction, coloured as the target at its pixel, all fields in [0, 1] (strokes at the border are
+    clipped, not left outside), in float64 precision for float64 strokes. Guards against H and W
+    swapped or dropped, a wrong radius or length, an off-centre or one-sided stroke, an unclipped
+    field, the angle squeezed, and float32 arithmetic on float64 strokes."""
+    H, W = 12, 20
+    target = _rand_target(H, W).double()
+    s = _ONE.double().repeat(40, 1)
+    out = relocate_hidden(s, target, 1.0, min_visible=1e9, g=torch.Generator().manual_seed(0))
+    assert out.shape == s.shape and out.dtype == torch.float64
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    wh = torch.tensor([W, H], dtype=torch.float64)
+    p0, c, p2 = out[:, 0:2] * wh, out[:, 2:4] * wh, out[:, 4:6] * wh          # in px
+    pix = c - 0.5
+    assert (pix - pix.round()).abs().max() < 1e-9                               # on a pixel's centre
+    x, y = pix.round().long().unbind(1)
+    assert ((x >= 0) & (x < W) & (y >= 0) & (y < H)).all()
+    torch.testing.assert_close(out[:, 10:13], target[:, y, x].T, atol=0, rtol=0)
+    torch.testing.assert_close(out[:, 8:10], torch.ones(40, 2, dtype=torch.float64), atol=0, rtol=0)
+    torch.testing.assert_close(S.radius(out) * min(H, W), torch.full((40, 2), 1.5, dtype=torch.float64),
+                               atol=1e-9, rtol=0)
+    inside = ((out[:, 0:2] > 0) & (out[:, 0:2] < 1) & (out[:, 4:6] > 0) & (out[:, 4:6] < 1)).all(1)
+    assert inside.sum() >= 20
+    torch.testing.assert_close((p0 + p2)[inside], 2 * c[inside], atol=1e-9, rtol=0)          # symmetric
+    half = (p2 - p0)[inside] / 2
+    torch.testing.assert_close(half.norm(dim=1), torch.full((int(inside.sum()),), 1.5, dtype=torch.float64),
+                               atol=1e-9, rtol=0)
+    angle = torch.atan2(half[:, 1], half[:, 0]) % torch.pi
+    assert float(angle.min()) < 0.5 and float(angle.max()) > torch.pi - 0.5 and ((angle - torch.pi / 2).abs() < 0.4).any()
+    # at the border the endpoints are clipped to the canvas, not left outside
+    assert (~inside).any() and bool(((out == 0) | (out == 1))[~inside][:, [0, 1, 4, 5]].any())
+
+
+def test_relocation_draws_distinct_pixels_while_there_are_enough_and_any_number_beyond():
+    """As many hidden strokes as pixels (4 x 4): each pixel gets exactly one (drawn without
+    replacement); more strokes than pixels are all relocated too (drawn with replacement), no error.
+    Guards against sampling always with, or never with, replacement."""
+    target = _rand_target(4, 4, 1)
+    for n in (16, 23):
+        out = relocate_hidden(_ONE.repeat(n, 1), target, 1.0, min_visible=1e9, g=torch.Generator().manual_seed(2))
+        assert out.shape == (n, 13)
+        cell = ((out[:, 3] * 4).floor() * 4 + (out[:, 2] * 4).floor()).long()
+        if n == 16:
+            assert sorted(cell.tolist()) == list(range(16))
+        else:
+            assert set(cell.tolist()) <= set(range(16))
+
+
+def test_relocation_depends_only_on_its_generator_not_on_the_global_seed():
+    """The same generator seed relocates the same way whatever torch's global RNG state is (a seeded
+    painting is reproducible); so does refine with relocate on, for a seed. Guards against a draw
+    (pixels, angles) taken from the global RNG instead of the painting's generator."""
+    target = _rand_target(16, 16, 3)
+    s = _ONE.repeat(12, 1)
+    outs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        outs.append((relocate_hidden(s, target, 1.0, min_visible=1.0, g=torch.Generator().manual_seed(5)),
+                     refine_strokes(s, target, steps=4, lr=0.05, relocate=True, min_visible=1.0, seed=7)))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+    other = refine_strokes(s, target, steps=4, lr=0.05, relocate=True, min_visible=1.0, seed=8)
+    assert not torch.equal(other, outs[0][1])                       # the seed is what decides
+
+
+def test_only_strokes_showing_less_than_min_visible_are_relocated():
+    """A stroke showing exactly `min_visible` px stays where it is; with a threshold just above its
+    footprint it moves. Guards against `<=` for `<` (strokes at the threshold moved)."""
+    from kaogen.render.rasterize import rasterize
+
+    target = _rand_target(16, 16, 4)
+    s = torch.tensor([[0.3, 0.5, 0.32, 0.5, 0.34, 0.5, 0.1, 0.1, 1.0, 1.0, 0.2, 0.2, 0.2]])
+    shown = float(visible_area(rasterize(s, 16, 16))[0])
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(relocate_hidden(s, target, 1.0, min_visible=shown, g=g), s)
+    assert not torch.equal(relocate_hidden(s, target, 1.0, min_visible=shown * 1.001, g=g), s)
+    # nothing shows less than 0 px: min_visible 0 moves nothing, not even a stroke wholly covered
+    cover = torch.tensor([[0.0, 0.5, 0.5, 0.5, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]])
+    both = torch.cat([s, cover])
+    assert float(visible_area(rasterize(both, 16, 16))[0]) == 0.0
+    assert torch.equal(relocate_hidden(both, target, 1.0, min_visible=0.0, g=g), both)
+
+
+def test_refine_relocates_four_times_in_its_first_half_starting_before_any_step(monkeypatch):
+    """With relocate on, refinement moves hidden strokes in 4 rounds (steps 0, 15, 30 and 45 % of the
+    way: the first half), the first on the strokes as given; off, never. Guards against a round
+    dropped or moved past the end."""
+    import kaogen.l2p.refine as R
+
+    seen, put = [], []
+    real = R.relocate_hidden
+
+    def spy(cur, *args, **kw):
+        seen.append(cur.clone())
+        put.append(real(cur, *args, **kw))
+        return put[-1]
+
+    monkeypatch.setattr(R, "relocate_hidden", spy)
+    target = _rand_target(16, 16, 5)
+    s = _ONE.repeat(6, 1)
+    R.refine_strokes(s, target, steps=20, lr=0.05, relocate=True, min_visible=1.0)
+    assert len(seen) == 4 and torch.equal(seen[0], s)
+    # every stroke hidden (min_visible above any footprint): each round re-places all of them, and
+    # refinement goes on from there (3 small steps later, the next round sees them nearly unmoved)
+    seen.clear(), put.clear()
+    R.refine_strokes(s, target, steps=20, lr=0.01, relocate=True, min_visible=1e9)
+    assert len(seen) == 4
+    for before, after in zip(put, seen[1:]):
+        assert (after - before).abs().max() < 0.05
+    seen.clear()
+    R.refine_strokes(s, target, steps=20, lr=0.05)
+    assert seen == []
+
+
+def test_refine_moves_fields_that_start_at_the_bounds():
+    """Strokes whose colour is exactly 0 or 1 (and opacity exactly 1) on a grey target: refinement
+    moves those fields off the bounds (toward grey, improving). Guards against a field at 0 or 1
+    stuck there (its logit infinite: no gradient)."""
+    target = torch.full((3, 16, 16), 0.5)
+    s = random_strokes(4, torch.Generator().manual_seed(0), max_radius=0.4)
+    s[:2, 10:13], s[2:, 10:13], s[:, 8:10] = 0.0, 1.0, 1.0
+    out = refine_strokes(s, target, steps=20, lr=0.1)
+    assert float(_mse_exact(out, target, 1.0)) < float(_mse_exact(s, target, 1.0))
+    assert (out[:2, 10:13] > 0).all() and (out[2:, 10:13] < 1).all() and (out[:, 8:10] < 1).all()
+
+
+def test_refine_defaults():
+    """refine_strokes' keyword defaults, which `paint --refine` relies on for min_visible (4 px) and
+    the seed (0), and the Python API for lr (0.01) and relocate (off): leaving them out gives the
+    painting of passing them. Guards against a changed default."""
+    target = torch.ones(3, 16, 16)
+    target[:, 4:12, 4:12] = torch.tensor([0.2, 0.3, 0.6])[:, None, None]
+    s = torch.cat([_ONE.repeat(3, 1), random_strokes(4, torch.Generator().manual_seed(6), max_radius=0.3)])
+    from kaogen.render.rasterize import rasterize
+    shown = visible_area(rasterize(s, 16, 16))
+    assert ((shown >= 4.0) & (shown < 5.0)).any(), shown                        # kept at 4 px, moved at 5
+    explicit = refine_strokes(s, target, steps=10, lr=0.01, relocate=False)
+    assert torch.equal(refine_strokes(s, target, steps=10), explicit)
+    assert not torch.equal(refine_strokes(s, target, steps=10, lr=0.02), explicit)
+    explicit = refine_strokes(s, target, steps=10, lr=0.05, relocate=True, min_visible=4.0, seed=0)
+    assert torch.equal(refine_strokes(s, target, steps=10, lr=0.05, relocate=True), explicit)
+    for other in (dict(min_visible=5.0), dict(seed=1)):
+        assert not torch.equal(refine_strokes(s, target, steps=10, lr=0.05, relocate=True, **other), explicit), other
+
+
+def test_refine_paints_non_square_targets_and_honours_its_softness():
+    """A 12 x 20 target (H != W) is refined like a square one (never worse, here better), with or
+    without relocation; the soft rasteriser's softness is the one asked for (a softer one takes other
+    steps). Guards against H and W dropped or swapped for the soft rasteriser, and the softness
+    ignored."""
+    target = torch.ones(3, 12, 20)
+    target[:, 2:9, 3:15] = torch.tensor([0.2, 0.3, 0.6])[:, None, None]
+    s = random_strokes(6, torch.Generator().manual_seed(2), max_radius=0.4)
+    before = float(_mse_exact(s, target, 1.0))
+    for relocate in (False, True):
+        out = refine_strokes(s, target, steps=12, lr=0.05, relocate=relocate, min_visible=2.0)
+        assert out.shape == s.shape and float(_mse_exact(out, target, 1.0)) < before, relocate
+    soft = refine_strokes(s, target, steps=12, lr=0.05, softness=2.0)
+    assert not torch.equal(soft, refine_strokes(s, target, steps=12, lr=0.05))
