@@ -131,6 +131,48 @@ def test_diffaugment_shifts_rows_too_and_cuts_a_quarter_each_way_at_any_size():
     assert zero.any(2).sum(1).max() == 2 * (18 // 4) - 1 and zero.any(1).sum(1).max() == 2 * (18 // 4) - 1
 
 
+
+def test_diffaugment_and_adas_statistics_stay_on_the_inputs_device():
+    """Every draw of DiffAugment and ADA's running sums are made on the images' (logits') device:
+    on a GPU a CPU tensor in the mix is an error or a host copy per step. Checked on the meta device,
+    which refuses a CPU operand as CUDA does (and any read-back), on this CPU-only machine."""
+    x = torch.zeros(2, 3, 8, 8, device="meta")
+    out = diffaugment(x)
+    assert out.device.type == "meta" and out.shape == x.shape and out.dtype == torch.float32
+    a = Augment("ada", interval=4)
+    for _ in range(3):                                                # no read-back before the interval ends
+        a.observe(torch.zeros(8, device="meta"), batch=8)
+    assert a.p == 0.0 and math.isnan(a.rt)
+    b = Augment("ada", interval=4)                                    # resumed mid-interval (sums on the CPU),
+    b.load({"p": 0.5, "rt": 0.0, "sign_sum": 3.0, "sign_count": 8.0, "calls": 1})
+    b.observe(torch.zeros(8, device="meta"), batch=8)                 # then logits on the device
+    assert b.p == 0.5 and b._calls == 2
+
+
+def test_rt_is_the_mean_sign_even_of_a_single_logit_and_p_goes_through_a_process_group(tmp_path):
+    """r_t is the mean of sign(D(real)) over the interval, also when the interval saw one logit
+    (batch 1, interval 1); under torchrun the statistics are all-reduced over the process group:
+    with a group of one process, p and r_t are what they are without one."""
+    a = Augment("ada", interval=1, ada_kimg=0.001)
+    a.observe(torch.tensor([3.0]), batch=1)
+    assert a.rt == 1.0 and a.p == 1.0
+    a.observe(torch.tensor([-2.0]), batch=1)
+    assert a.rt == -1.0 and a.p == 0.0
+
+    import torch.distributed as dist
+
+    alone = Augment("ada", interval=2, ada_kimg=0.5)
+    grouped = Augment("ada", interval=2, ada_kimg=0.5)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        for pos in (8, 6, 8, 7):
+            grouped.observe(logits(pos), batch=32)
+    finally:
+        dist.destroy_process_group()
+    for pos in (8, 6, 8, 7):
+        alone.observe(logits(pos), batch=32)
+    assert grouped.state() == alone.state() and grouped.p > 0
+
 # ------------------------------------------------------------------ kaogen/gan/sample.py
 
 def tiny_bundle(classes: int = 0, seed: int = 0):
