@@ -106,7 +106,7 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255))
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
+        rgba = (img.convert("LA") if img.mode == "La" else img).convert("RGBA")   # Pillow has no La -> RGBA
         base = Image.new("RGBA", rgba.size, background + (255,))
         img = Image.alpha_composite(base, rgba)
     return img.convert("RGB")

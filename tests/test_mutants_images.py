@@ -110,3 +110,185 @@ def test_a_phone_photo_is_turned_upright(tmp_path):
     x = load_rgb(tmp_path / "phone.jpg")
     assert x.shape == (3, 6, 4)
     assert x[0, 0, 3] > 0.7 and x[0, 0, 0] < 0.3
+
+
+# ---- a second mutation pass: Pillow's limit, every mode's scale, exact rounding, saving -------
+
+import io  # noqa: E402
+import struct  # noqa: E402
+import warnings  # noqa: E402
+import zlib  # noqa: E402
+from fractions import Fraction  # noqa: E402
+
+from kaogen.images import open_checked, open_rgb, to_rgb  # noqa: E402
+
+
+def _png_header(w: int, h: int) -> bytes:
+    """A PNG that is only its header (signature, IHDR, IEND): Image.open reads its size."""
+    def chunk(t: bytes, d: bytes) -> bytes:
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + chunk(b"IEND", b"")
+
+
+def _gray(x) -> list[int]:
+    return (x[0] * 255).round().int().flatten().tolist()
+
+
+def test_separators_anywhere_in_the_pixel_limit(monkeypatch):
+    """KAOGEN_MAX_PIXELS ignores '_' and ',' wherever they are (int() alone refuses '1__000')."""
+    for env, want in (("1__000", 1000), ("_64_", 64), ("2,,5", 25)):
+        monkeypatch.setenv("KAOGEN_MAX_PIXELS", env)
+        assert max_pixels_limit() == want, env
+
+
+def test_large_headers_meet_kaogens_limit_not_pillows(tmp_path, monkeypatch):
+    """Between Pillow's warning (89 MP) and kaogen's limit (100 MP) a header opens without a
+    warning; above Pillow's own refusal (179 MP) it opens when kaogen's limit allows it, from a
+    file or from bytes in memory (the downloader's case); Pillow's limit for other code is left as
+    it was; a refusal names the file or what the caller said it is."""
+    monkeypatch.delenv("KAOGEN_MAX_PIXELS", raising=False)
+    mid = tmp_path / "mid.png"
+    mid.write_bytes(_png_header(9500, 10_000))                       # 95 MP
+    big = tmp_path / "big.png"
+    big.write_bytes(_png_header(20_000, 20_000))                     # 400 MP
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with open_checked(mid) as img:
+            assert img.size == (9500, 10_000)
+    for source in (big, io.BytesIO(big.read_bytes())):
+        with open_checked(source, max_pixels=400_000_000) as img:
+            assert img.size == (20_000, 20_000)
+    with pytest.raises(Image.DecompressionBombError):               # Pillow still guards other code
+        Image.open(big)
+    for call, name in ((lambda: open_checked(big), str(big)), (lambda: load_rgb(big), str(big)),
+                       (lambda: open_checked(io.BytesIO(big.read_bytes()), what="the body"), "the body"),
+                       (lambda: open_checked(io.BytesIO(mid.read_bytes()), 1000, what="page 7"), "page 7")):
+        with pytest.raises(ImageTooLarge) as e:
+            call()
+        assert str(e.value).startswith(f"{name} is "), str(e.value)
+
+
+def _tiff(tmp_path, name: str, arr: np.ndarray, mode: str | None = None):
+    p = tmp_path / name
+    img = Image.fromarray(arr) if mode is None else Image.frombytes(mode, arr.shape[::-1], arr.tobytes())
+    img.save(p)
+    return p
+
+
+def _nearest(v: int, top: int) -> int:
+    """The 8-bit level nearest to v on a 0..top scale (halves up), in exact integers."""
+    return (2 * v * 255 + top) // (2 * top)
+
+
+def test_every_sixteen_bit_level_maps_to_the_nearest_eight_bit_one(tmp_path):
+    """A 16-bit picture (PNG, or TIFF in either byte order) is on the 0..65535 scale: every one of
+    the 65536 values loads to the nearest 8-bit level, and a dark one (all values <= 255) stays
+    dark instead of being stretched."""
+    v = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    want = [_nearest(int(k), 65535) for k in range(65536)]
+    p = tmp_path / "all.png"
+    Image.fromarray(v).save(p)
+    assert _gray(load_rgb(p)) == want
+    be = _tiff(tmp_path, "be.tif", v.astype(">u2"))                 # Motorola byte order: mode I;16B
+    with Image.open(be) as img:
+        assert img.mode == "I;16B"
+    assert _gray(load_rgb(be)) == want
+    dark = np.array([[0, 128, 255]], np.uint16)
+    assert _gray(load_rgb(_tiff(tmp_path, "dark.tif", dark))) == [0, 0, 1]
+    for mode, dt in (("I;16L", "<u2"), ("I;16N", "=u2"), ("I;16B", ">u2")):      # to_rgb of any 16-bit mode
+        img = Image.frombytes(mode, (4, 1), np.array([0, 128, 51529, 65535], dt).tobytes())
+        assert [to_rgb(img).getpixel((x, 0))[0] for x in range(4)] == [0, 0, 201, 255], mode
+
+
+def test_integer_pictures_use_the_smallest_usual_scale(tmp_path):
+    """32-bit integer pictures: up to 255 as 8-bit, up to 65535 on the 16-bit scale (whatever their
+    largest value), beyond that scaled by their largest value; negatives are black."""
+    cases = [([0, 100, 255], [0, 100, 255]),
+             ([0, 256, 1000], [0, 1, 4]),                          # 16-bit scale, not stretched to 1000
+             ([0, 51529, 65535], [0, 201, 255]),
+             ([0, 51529, 65536], [0, 200, 255]),                   # beyond 16 bits: by the largest
+             ([-100, 0, 200], [0, 0, 200])]
+    for i, (vals, want) in enumerate(cases):
+        p = _tiff(tmp_path, f"i{i}.tif", np.array([vals], np.int32))
+        assert _gray(load_rgb(p)) == want, vals
+
+
+def test_float_pictures_round_exactly_and_keep_their_scale(tmp_path):
+    """Float pictures: in [0, 1] each value goes to its exactly nearest level (also values a hair
+    below a half, where float32 arithmetic rounds up); above 1 they are on the 0..255 scale;
+    NaN, infinities and negatives are black, without numpy warnings."""
+    ties = []
+    for k in range(0, 255, 17):
+        half = np.float32((k + 0.5) / 255)
+        below = np.nextafter(half, np.float32(0)) if Fraction(float(half)) * 255 >= Fraction(2 * k + 1, 2) else half
+        ties.append(below)
+    a = np.array([ties], np.float32)
+    want = [int(Fraction(float(x)) * 255 + Fraction(1, 2)) for x in a.flatten()]
+    assert want == list(range(0, 255, 17))
+    assert _gray(load_rgb(_tiff(tmp_path, "ties.tif", a))) == want
+    assert _gray(load_rgb(_tiff(tmp_path, "f15.tif", np.array([[0.0, 1.5, 100.0]], np.float32)))) == [0, 2, 100]
+    odd = np.array([[-np.inf, np.inf, np.nan, -0.5, 0.5, 1.0]], np.float32)
+    p = _tiff(tmp_path, "odd.tif", odd)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _gray(load_rgb(p)) == [0, 0, 0, 0, 128, 255]
+
+
+def test_to_rgb_of_an_empty_picture():
+    """A picture with no pixels converts to an empty RGB picture (no crash in the scale search)."""
+    for mode in ("F", "I", "I;16"):
+        out = to_rgb(Image.new(mode, (0, 3)))
+        assert out.mode == "RGB" and out.size == (0, 3)
+
+
+def test_every_alpha_mode_is_composited_over_white():
+    """Premultiplied RGBa and La and palette-with-alpha PA: a clear pixel is white, an opaque one
+    keeps its colour (La could not be converted at all: Pillow has no La -> RGBA)."""
+    pa = Image.new("PA", (2, 1))
+    pa.putpalette([0, 0, 0, 200, 10, 10] + [0] * 762)
+    pa.putpixel((0, 0), (1, 0))
+    pa.putpixel((1, 0), (1, 255))
+    rgba = Image.new("RGBa", (2, 1), (0, 0, 0, 0))
+    rgba.putpixel((1, 0), (200, 10, 10, 255))
+    la = Image.new("La", (2, 1), (0, 0))
+    la.putpixel((1, 0), (80, 255))
+    for img, opaque in ((pa, (200, 10, 10)), (rgba, (200, 10, 10)), (la, (80, 80, 80))):
+        out = to_rgb(img)
+        assert out.getpixel((0, 0)) == (255, 255, 255) and out.getpixel((1, 0)) == opaque, img.mode
+
+
+def test_every_eight_bit_level_survives_tensor_to_uint8():
+    """k/255 -> k for every level (the scale is 255, not 256)."""
+    x = torch.arange(256, dtype=torch.float32).div(255).view(1, 1, 256)
+    assert tensor_to_uint8(x)[0, :, 0].tolist() == list(range(256))
+
+
+def test_load_rgb_resizes_like_the_training_set(tmp_path):
+    """load_rgb(path, size) gives the pixels the dataset gives a face at that resolution (both
+    LANCZOS), so a target at the training size looks like the training faces."""
+    from kaogen.data.datasets import square_resize
+    from kaogen.images import pil_to_tensor
+
+    rng = np.random.RandomState(0)
+    p = tmp_path / "face.png"
+    Image.fromarray(rng.randint(0, 256, (24, 24, 3)).astype(np.uint8)).save(p)
+    assert torch.equal(load_rgb(p, 10), pil_to_tensor(square_resize(open_rgb(p), 10)))
+
+
+def test_save_image_of_arrays_and_webp_quality(tmp_path):
+    """A float array (H, W, 3) in [0, 1] is saved as its 8-bit pixels, like a tensor; `quality`
+    reaches WEBP as it does JPEG."""
+    a = np.zeros((2, 3, 3))
+    a[0, 0] = (1.0, 0.5, 0.2)
+    with Image.open(save_image(tmp_path / "a.png", a)) as img:
+        assert img.getpixel((0, 0)) == (255, 128, 51) and img.getpixel((1, 1)) == (0, 0, 0)
+    noise = np.random.RandomState(1).randint(0, 256, (32, 32, 3)).astype(np.uint8)
+    hi, lo = save_image(tmp_path / "hi.webp", noise), save_image(tmp_path / "lo.webp", noise, quality=10)
+    assert lo.stat().st_size < hi.stat().st_size
+    with Image.open(hi) as img:
+        assert img.format == "WEBP"
+
+
+def test_a_grid_of_one_picture_is_padded_with_white():
+    g = image_grid(torch.zeros(1, 3, 2, 2), 3)
+    assert g.shape == (3, 2, 6) and (g[:, :, :2] == 0).all() and (g[:, :, 2:] == 1).all()
