@@ -289,3 +289,74 @@ def test_negative_fractions_are_refused_even_when_they_sum_to_one():
         for strategy in ("official", "by-work", "within-work"):
             with pytest.raises(Exception, match="fractions"):
                 assign_splits(recs, strategy, fractions=fr)
+
+
+# -------------------------------------------------------------------------------------- metadata
+
+from kaogen.data import metadata as M  # noqa: E402
+
+
+def test_original_tags_lines_are_parsed_whole(tmp_path):
+    """original_tags.txt as real editors leave it: a BOM, a line without a colon in the middle, values
+    holding ':' and '=' (a URL, a formula), an unknown orientation and missing keys. Each face keeps
+    every tag; a stray line is skipped, not the end of the file; a missing tag is "" (not None), an
+    orientation we have no English name for stays as written."""
+    p = tmp_path / "original_tags.txt"
+    p.write_text("\ufeff00000000.jpg:向き=横;原典=病草子;出典=https://example.org/a?b=c;所蔵=京都大学\n"
+                 "a stray line without the separator\n"
+                 "\n"
+                 "00000001.jpg:向き=斜め;制作年=12世紀:後半\n"
+                 "00000002.jpg:\n", encoding="utf-8")
+    tags = M.read_tags(p)
+    assert set(tags) == {"00000000.jpg", "00000001.jpg", "00000002.jpg"}
+    first = tags["00000000.jpg"]
+    assert first["orientation"] == "profile" and first["work"] == "病草子" and first["holder"] == "京都大学"
+    assert first["出典"] == "https://example.org/a?b=c" and first["period"] == ""
+    second = tags["00000001.jpg"]
+    assert second["orientation"] == "斜め" and second["period"] == "12世紀:後半" and second["work"] == ""
+    assert tags["00000002.jpg"] == {"orientation": "", "work": "", "holder": "", "period": ""}
+    assert M.read_tags(tmp_path / "absent.txt") == {}
+
+
+def test_stamp_problem_names_every_changed_file(tmp_path):
+    """When both stamped files changed after the download, the warning names both (so the user knows
+    what another tool overwrote); an intact stamp or no stamp gives no warning."""
+    (tmp_path / "labels.csv").write_text("image,gender,status,set\n")
+    (tmp_path / "urls.txt").write_text("https://h/iiif/a/full/256,256/0/default.jpg\n")
+    assert M.stamp_problem(tmp_path) is None
+    (tmp_path / M.STAMP).write_text(M.stamp_text(tmp_path, "1.3"))
+    assert M.stamp_problem(tmp_path) is None
+    (tmp_path / "labels.csv").write_text("image,gender,status,set\n00000000.jpg,0,0,train\n")
+    (tmp_path / "urls.txt").write_text("")
+    msg = M.stamp_problem(tmp_path)
+    assert "says KaoKore 1.3, but labels.csv, urls.txt changed since" in msg
+
+
+def test_a_stamped_file_that_is_gone_counts_as_changed(tmp_path):
+    """Deleting urls.txt after a download is a change the stamp reports (not a crash reading it), and
+    load_metadata says which root it read."""
+    (tmp_path / "labels.csv").write_text("image,gender,status,set\n00000000.jpg,0,0,train\n")
+    (tmp_path / "urls.txt").write_text("https://h/iiif/a/full/256,256/0/default.jpg\n")
+    (tmp_path / M.STAMP).write_text(M.stamp_text(tmp_path, "1.2"))
+    (tmp_path / "urls.txt").unlink()
+    st = M.read_stamp(tmp_path)
+    assert st.version == "1.2" and st.changed == ["urls.txt"] and not st.valid
+    assert M.file_digest(tmp_path / "urls.txt") is None
+    meta = M.load_metadata(tmp_path)
+    assert meta.root == tmp_path and meta.urls == [] and [r.image for r in meta.records] == ["00000000.jpg"]
+
+
+def test_read_stamp_takes_the_version_line_and_only_sha256_lines(tmp_path):
+    """The stamp's first line is the version and only `sha256 NAME HEX` lines are digests: other
+    three-word lines, a two-word sha256 line and bytes that are not UTF-8 are ignored, not a crash
+    and not a "changed" file; an empty stamp has version "" and no digests."""
+    (tmp_path / "labels.csv").write_text("image,gender,status,set\n")
+    assert M.read_stamp(tmp_path) is None
+    digest = M.file_digest(tmp_path / "labels.csv")
+    (tmp_path / M.STAMP).write_bytes(b" 1.2 \nsha256 labels.csv " + digest.encode() + b"\n"
+                                     b"written by hand\nsha256 urls.txt\nnote \xff\xfe latin-1\n")
+    st = M.read_stamp(tmp_path)
+    assert st.version == "1.2" and st.digests == {"labels.csv": digest} and st.changed == [] and st.valid
+    (tmp_path / M.STAMP).write_bytes(b"")
+    st = M.read_stamp(tmp_path)
+    assert st.version == "" and st.digests == {} and st.valid
