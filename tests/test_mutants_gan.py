@@ -36,6 +36,20 @@ def test_p_moves_by_the_official_step_once_per_interval_toward_the_target():
     assert a.p == 1.0
 
 
+def test_the_controllers_defaults_are_the_official_ones():
+    """Augment("ada") alone: target 0.6, interval 4, ada_kimg 500, ops 'bgc' (StyleGAN2-ADA's defaults):
+    r_t 0.875 > 0.6 moves p up by batch * 4 / 500000 on the 4th call only."""
+    a = Augment("ada")
+    for _ in range(3):
+        a.observe(logits(8), batch=64)
+    assert a.p == 0.0
+    a.observe(logits(6), batch=64)
+    assert a.rt == pytest.approx(0.875) and a.p == pytest.approx(64 * 4 / 500_000, rel=1e-12) and a.ops == "bgc"
+    b = Augment("ada")
+    for _ in range(4):
+        b.observe(logits(6), batch=64)                                # r_t 0.5 < 0.6: down (stays at 0)
+    assert b.p == 0.0 and b.rt == pytest.approx(0.5)
+
 def test_the_state_round_trips_mid_interval():
     a, b = Augment("ada", interval=4, ada_kimg=0.5), Augment("ada", interval=4, ada_kimg=0.5)
     for pos in (8, 7):
