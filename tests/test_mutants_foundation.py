@@ -237,9 +237,9 @@ def test_read_state_dict_finds_the_tensors_in_each_layout(tmp_path):
 @pytest.mark.parametrize("obj", [
     {}, {"state_dict": {}}, [torch.ones(1)], torch.ones(2), {"w": torch.ones(1), "step": 3}, {"state_dict": 5},
     {"state_dict": {"w": 1}}, {"format": "kaogen-checkpoint", "state": {"other": {"w": torch.ones(1)}}},
-    {"format": "kaogen-checkpoint", "state": {}},
+    {"format": "kaogen-checkpoint", "state": {}}, {"format": "kaogen-checkpoint", "kind": "gan"},
 ], ids=["empty", "empty-wrapper", "list", "tensor", "mixed", "wrapper-not-dict", "wrapper-not-tensors",
-        "checkpoint-without-key", "checkpoint-empty"])
+        "checkpoint-without-key", "checkpoint-empty", "checkpoint-without-state"])
 def test_read_state_dict_refuses_what_holds_no_tensors(tmp_path, obj):
     """A file without a non-empty dict of tensors (under the key asked for) is refused in one line."""
     p = _raw(tmp_path / "x.pt", obj)
@@ -257,7 +257,10 @@ def test_read_state_dict_of_a_missing_file(tmp_path):
 
 
 def test_where_shipped_checkpoints_live(tmp_path, monkeypatch):
-    """$KAOGEN_CHECKPOINTS when set (and not empty), else the repository's checkpoints/ folder."""
+    """$KAOGEN_CHECKPOINTS when set (and not empty), else the checkpoints/ folder of the repository
+    that holds the kaogen package in use."""
+    import kaogen
+
     monkeypatch.setenv("KAOGEN_CHECKPOINTS", str(tmp_path))
     assert checkpoints_dir() == tmp_path
     for unset in (None, ""):
@@ -266,4 +269,4 @@ def test_where_shipped_checkpoints_live(tmp_path, monkeypatch):
         else:
             monkeypatch.setenv("KAOGEN_CHECKPOINTS", unset)
         d = checkpoints_dir()
-        assert d.name == "checkpoints" and (d.parent / "kaogen" / "checkpoint.py").is_file(), d
+        assert d == Path(kaogen.__file__).resolve().parents[1] / "checkpoints", d   # beside the package
