@@ -197,7 +197,7 @@ def save_image(path: str | os.PathLike, x, quality: int = 95) -> Path:
     if fmt is None:
         raise KaogenError(f"cannot save {path}: unknown image suffix {path.suffix!r}")
     with atomic_path(path) as tmp:
-        kw = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+        kw = {"quality": quality} if fmt in ("JPEG", "WEBP", "AVIF") else {}
         img.save(tmp, format=fmt, **kw)
     return path
 

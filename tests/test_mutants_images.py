@@ -277,16 +277,20 @@ def test_load_rgb_resizes_like_the_training_set(tmp_path):
 
 def test_save_image_of_arrays_and_webp_quality(tmp_path):
     """A float array (H, W, 3) in [0, 1] is saved as its 8-bit pixels, like a tensor; `quality`
-    reaches WEBP as it does JPEG."""
+    reaches WEBP and AVIF as it does JPEG (AVIF was written at Pillow's 75 whatever was asked)."""
     a = np.zeros((2, 3, 3))
     a[0, 0] = (1.0, 0.5, 0.2)
     with Image.open(save_image(tmp_path / "a.png", a)) as img:
         assert img.getpixel((0, 0)) == (255, 128, 51) and img.getpixel((1, 1)) == (0, 0, 0)
     noise = np.random.RandomState(1).randint(0, 256, (32, 32, 3)).astype(np.uint8)
-    hi, lo = save_image(tmp_path / "hi.webp", noise), save_image(tmp_path / "lo.webp", noise, quality=10)
-    assert lo.stat().st_size < hi.stat().st_size
-    with Image.open(hi) as img:
-        assert img.format == "WEBP"
+    from PIL import features
+    for fmt in ("WEBP", "AVIF") if features.check("avif") else ("WEBP",):
+        ext = fmt.lower()
+        hi, lo = save_image(tmp_path / f"hi.{ext}", noise), save_image(tmp_path / f"lo.{ext}", noise, quality=10)
+        top = save_image(tmp_path / f"top.{ext}", noise, quality=100)
+        assert lo.stat().st_size < hi.stat().st_size < top.stat().st_size, fmt     # 10 < 95 (default) < 100
+        with Image.open(hi) as img:
+            assert img.format == fmt
 
 
 def test_a_grid_of_one_picture_is_padded_with_white():
