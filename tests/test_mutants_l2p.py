@@ -220,3 +220,29 @@ def test_refine_paints_non_square_targets_and_honours_its_softness():
         assert out.shape == s.shape and float(_mse_exact(out, target, 1.0)) < before, relocate
     soft = refine_strokes(s, target, steps=12, lr=0.05, softness=2.0)
     assert not torch.equal(soft, refine_strokes(s, target, steps=12, lr=0.05))
+
+
+def test_refining_longer_is_never_worse_than_stopping_at_a_multiple_of_ten_steps():
+    """Refinement checks every 10th iterate (and the last) and keeps the best: 29 steps are never worse
+    than 20, nor 20 than 10, even with steps large enough to overshoot (lr 0.3 and 3.0, where some
+    iterates after the 10th are worse). Guards against a check cadence that skips the 10th, 20th, ...
+    iterate (checking only the last one, every 11th, the 2nd/9th of each ten, or all but the 10th)."""
+    for seed, lr in ((106, 0.3), (108, 3.0)):
+        g = torch.Generator().manual_seed(seed)
+        target = torch.rand(3, 1, 1, generator=g).expand(3, 16, 16).clone()
+        target[:, 4:12, 3:10] = torch.rand(3, 1, 1, generator=g)
+        s = random_strokes(5, g, max_radius=0.4)
+        e = {n: float(_mse_exact(refine_strokes(s, target, steps=n, lr=lr), target, 1.0)) for n in (10, 20, 29)}
+        assert e[29] <= e[20] <= e[10], (seed, e)
+
+
+def test_refine_hands_back_a_painting_it_cannot_improve_unchanged_even_on_ties():
+    """A stroke too fine to show on the exact 16 px canvas (the picture is its white target): the soft
+    rasteriser's steps move it (fading it), the exact picture and its error stay the same; refining
+    must hand back the painting as given, not an equally good moved one. Guards against `<=` in the
+    best-iterate check."""
+    s = torch.tensor([[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]])
+    target = torch.ones(3, 16, 16)
+    assert float(_mse_exact(s, target, 1.0)) == 0.0
+    out = refine_strokes(s, target, steps=10, lr=0.05)
+    assert torch.equal(out, s)
