@@ -294,6 +294,7 @@ def test_negative_fractions_are_refused_even_when_they_sum_to_one():
 # -------------------------------------------------------------------------------------- metadata
 
 from kaogen.data import metadata as M  # noqa: E402
+from kaogen.errors import KaogenError  # noqa: E402
 
 
 def test_original_tags_lines_are_parsed_whole(tmp_path):
@@ -360,3 +361,43 @@ def test_read_stamp_takes_the_version_line_and_only_sha256_lines(tmp_path):
     (tmp_path / M.STAMP).write_bytes(b"")
     st = M.read_stamp(tmp_path)
     assert st.version == "" and st.digests == {} and st.valid
+
+
+def test_labels_at_the_edge_of_their_range(tmp_path):
+    """gender is 0..1 and status 0..3: the first value past each end is refused (named by its column,
+    on its line), the last one inside is kept."""
+    p = tmp_path / "labels.csv"
+    p.write_text("image,gender,status,set\n00000000.jpg,1,3,train\n00000001.jpg,2,0,train\n"
+                 "00000002.jpg,0,4,dev\n")
+    rows, problems = M.read_labels(p)
+    assert rows == [("00000000.jpg", 1, 3, "train")]
+    assert problems == ["labels.csv:3: skipped (gender '2' is not in 0..1)",
+                        "labels.csv:4: skipped (status '4' is not in 0..3)"]
+
+
+def test_labels_csv_as_editors_leave_it(tmp_path):
+    """A BOM (Excel's UTF-8), blank and comma-only lines anywhere (skipped, not problems, and not the
+    end of the file), optional columns (a file with only image and set has no labels; one without
+    set has no split), and an empty file refused as having no image column."""
+    p = tmp_path / "labels.csv"
+    p.write_text("\ufeffimage,gender,status,set\n00000000.jpg,0,1,train\n\n,,,\n00000001.jpg,1,,test\n",
+                 encoding="utf-8")
+    rows, problems = M.read_labels(p)
+    assert rows == [("00000000.jpg", 0, 1, "train"), ("00000001.jpg", 1, None, "test")] and problems == []
+    p.write_text("image,set\n00000000.jpg,dev\n")
+    assert M.read_labels(p) == ([("00000000.jpg", None, None, "dev")], [])
+    p.write_text("image,gender,status\n00000000.jpg,1,2\n")
+    assert M.read_labels(p) == ([("00000000.jpg", 1, 2, None)], [])
+    p.write_text("")
+    with pytest.raises(KaogenError, match="no 'image' column"):
+        M.read_labels(p)
+
+
+def test_urls_txt_with_a_bom_and_the_default_image_folder(tmp_path):
+    """urls.txt saved with a BOM still starts with its first URL (line 0 is image 00000000.jpg), and
+    the default download folder is images_256, the official size."""
+    (tmp_path / "urls.txt").write_text("\ufeffhttps://h/iiif/a/full/256,256/0/default.jpg\n\nhttps://h/b\n",
+                                       encoding="utf-8")
+    assert M.read_urls(tmp_path / "urls.txt") == ["https://h/iiif/a/full/256,256/0/default.jpg", "", "https://h/b"]
+    assert M.read_urls(tmp_path / "absent.txt") == []
+    assert M.image_dir(tmp_path) == tmp_path / "images_256" and M.image_dir(str(tmp_path), 512) == tmp_path / "images_512"
