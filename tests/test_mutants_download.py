@@ -408,3 +408,61 @@ def test_one_worker_another_size_and_lines_that_are_not_iiif_urls(tmp_path):
     rep = json.loads((root / "download_report_512.json").read_text())
     assert rep["fetched"] == 2 and rep["complete"] is False and rep["total"] == 3 and rep["withdrawn"] == 0
     assert rep["failed"][0]["image"] == "00000002.jpg" and rep["version"] == "1.3"
+
+
+# -------------------------------------------------------------------------------------- the metadata
+
+def test_metadata_is_fetched_once_then_read_from_the_root(tmp_path, monkeypatch):
+    """Online: 1.3's files come from the official repository (an optional one it lacks is skipped,
+    a required one it lacks is refused naming the URL); a second run for the same version, the
+    repository unreachable, resumes from the root's own stamped copy."""
+    meta = make_metadata(tmp_path / "meta", ["ok", "ok"])
+    files = {f"/meta/dataset_v1.3/{n}": (meta / n).read_bytes() for n in ("labels.csv", "urls.txt")}
+    root = tmp_path / "root"
+    with IIIFServer(files) as srv:
+        monkeypatch.setattr(D, "OFFICIAL_REPO", srv.url + "/meta")
+        with pytest.raises(KaogenError, match=r"cannot fetch KaoKore 1\.2 metadata .*/meta/dataset_v1\.2/labels\.csv"):
+            download(_opts(tmp_path / "other", srv, version="1.2"))
+        assert download(_opts(root, srv)).fetched == 2
+        assert sorted(p.name for p in root.iterdir()) == ["download_report_256.json", "images_256",
+                                                          "kaokore_version.txt", "labels.csv", "urls.txt"]
+        monkeypatch.setattr(D, "OFFICIAL_REPO", "http://127.0.0.1:9/meta")       # nothing listens there
+        again = download(_opts(root, srv))
+    assert again.present == 2 and again.complete
+
+
+def test_switching_versions_rewrites_the_metadata_and_every_size_folder(tmp_path):
+    """Going from 1.2 to 1.3: a face whose URL changed or that 1.3 withdrew is removed from every
+    images_S/ folder, files named otherwise (and a file named like a folder) are left alone; the target's files
+    replace the old ones and a file the target lacks (labels.metadata.en.txt) is removed."""
+    old, new = make_metadata(tmp_path / "old", OLD), make_metadata(tmp_path / "new", NEW)
+    (old / "labels.metadata.en.txt").write_text("gender: 0 male, 1 female\n")
+    root = tmp_path / "root"
+    with IIIFServer() as srv:
+        download(_opts(root, srv, metadata=str(old), version="1.2"))
+        download(_opts(root, srv, metadata=str(old), version="1.2", size=512))
+        (root / "images_512" / "notes.txt").write_text("mine")
+        (root / "images_none").write_text("a file, not a folder")
+        report = download(_opts(root, srv, metadata=str(new), version="1.3"))
+    assert report.replaced == ["00000002.jpg", "00000004.jpg"]
+    assert sorted(p.name for p in (root / "images_512").iterdir()) == [
+        "00000000.jpg", "00000001.jpg", "00000003.jpg", "00000005.jpg", "notes.txt"]
+    assert (root / "urls.txt").read_bytes() == (new / "urls.txt").read_bytes()
+    assert (root / "labels.csv").read_bytes() == (new / "labels.csv").read_bytes()
+    assert not (root / "labels.metadata.en.txt").exists() and (root / "images_none").is_file()
+    assert (root / "kaokore_version.txt").read_text().startswith("1.3\n")
+
+
+def test_metadata_refusals(tmp_path):
+    """An unknown version, a --root that is a file and a urls.txt that is not UTF-8 are refused
+    before anything is written."""
+    meta = make_metadata(tmp_path / "meta", ["ok"])
+    with pytest.raises(KaogenError, match="unknown KaoKore version '2.0'"):
+        D.fetch_metadata(DownloadOptions(root=str(tmp_path / "r"), metadata=str(meta), version="2.0"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(KaogenError, match="is a file"):
+        D.fetch_metadata(DownloadOptions(root=str(tmp_path / "file"), metadata=str(meta)))
+    (meta / "urls.txt").write_bytes(b"https://h/\xff\xfe/iiif\n")
+    with pytest.raises(KaogenError, match="not UTF-8"):
+        D.fetch_metadata(DownloadOptions(root=str(tmp_path / "r2"), metadata=str(meta)))
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r2" / "urls.txt").exists()
