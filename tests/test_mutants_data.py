@@ -401,3 +401,31 @@ def test_urls_txt_with_a_bom_and_the_default_image_folder(tmp_path):
     assert M.read_urls(tmp_path / "urls.txt") == ["https://h/iiif/a/full/256,256/0/default.jpg", "", "https://h/b"]
     assert M.read_urls(tmp_path / "absent.txt") == []
     assert M.image_dir(tmp_path) == tmp_path / "images_256" and M.image_dir(str(tmp_path), 512) == tmp_path / "images_512"
+
+
+# ------------------------------------------------------------------------------------------ iiif
+
+from kaogen.data.iiif import IIIFImageURL, image_url  # noqa: E402
+
+_U = "https://iiif.example.org/iiif/NRE/a.tif/10,10,100,100/256,256/0/default.jpg"
+
+
+def test_iiif_sizes_from_one_pixel_up_and_zero_refused():
+    """Any positive size is asked as it is (1 px included); 0 and below are refused."""
+    assert image_url(_U, 1).endswith("/10,10,100,100/1,1/0/default.jpg")
+    assert str(IIIFImageURL.parse(_U).with_size(2)).endswith("/2,2/0/default.jpg")
+    for bad in (0, -1):
+        with pytest.raises(KaogenError, match="size must be positive"):
+            image_url(_U, bad)
+
+
+def test_iiif_mirror_forms():
+    """--mirror as HOST:PORT (http assumed), with a path prefix and a trailing slash (one slash kept
+    between prefix and path), or with https: only scheme and host change, the path is kept."""
+    assert image_url(_U, mirror="127.0.0.1:8000") == \
+        "http://127.0.0.1:8000/iiif/NRE/a.tif/10,10,100,100/256,256/0/default.jpg"
+    assert image_url(_U, mirror="https://proxy.example.net/cache/") == \
+        "https://proxy.example.net/cache/iiif/NRE/a.tif/10,10,100,100/256,256/0/default.jpg"
+    for bad in ("http://", "://"):
+        with pytest.raises(KaogenError, match="--mirror"):
+            image_url(_U, mirror=bad)
