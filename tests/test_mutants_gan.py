@@ -495,3 +495,16 @@ def test_the_loop_snapshots_every_interval_and_at_the_end_with_its_rows(tmp_path
     r1.rank = 1
     r1.train(progress=False)
     assert r1.nimg == 8 and sorted(p.name for p in quiet.rglob("*")) == ["samples"]
+
+
+def test_a_run_is_as_long_as_its_kimg_also_when_kimg_times_1000_is_not_exact(tmp_path):
+    """The run trains until at least kimg * 1000 images, and snapshots where the count crosses a
+    multiple of snapshot_kimg * 1000, also at 1 kimg and beyond (batch 500, so counts land exactly
+    on the thousands): --kimg 1 is two steps, --kimg 1.001 is three (1.001 * 1000 is 1000.9999999999999
+    in floating point: truncated, the run stopped at 1000 images, one short)."""
+    one = tiny_trainer(tmp_path / "one", batch=500, kimg=1.0, snapshot_kimg=1.0, augment="none")
+    one.train(progress=False)
+    assert one.nimg == 1000 and [r["kimg"] for r in rows_of(tmp_path / "one")] == [1.0]
+    more = tiny_trainer(tmp_path / "more", batch=500, kimg=1.001, snapshot_kimg=1.0, augment="none")
+    more.train(progress=False)
+    assert more.nimg == 1500 and [r["kimg"] for r in rows_of(tmp_path / "more")] == [1.0, 1.5]

@@ -260,8 +260,8 @@ class GANTrainer:
     # ------------------------------------------------------------------------------- loop
     def train(self, progress: bool = True) -> None:
         cfg = self.cfg
-        total = int(cfg.kimg * 1000)
-        every = int(cfg.snapshot_kimg * 1000)
+        total = round(cfg.kimg * 1000)          # round, not int: 1.001 * 1000 is 1000.999...
+        every = round(cfg.snapshot_kimg * 1000)
         bar = tqdm(total=total, initial=self.nimg, unit="img", desc="gan", disable=not progress or self.rank != 0)
         acc: dict[str, list[float]] = {}
         t0, n0 = time.time(), self.nimg
