@@ -246,3 +246,57 @@ def test_refine_hands_back_a_painting_it_cannot_improve_unchanged_even_on_ties()
     assert float(_mse_exact(s, target, 1.0)) == 0.0
     out = refine_strokes(s, target, steps=10, lr=0.05)
     assert torch.equal(out, s)
+
+
+# ------------------------------------------------------------------------------ planning an action
+
+def _beside_the_missing_paint():
+    """White canvas; paint is missing on the left (a black bar); a black stroke lies on the right,
+    on paper already right (the multi-scale reward's example in test_l2p)."""
+    S = 32
+    target = torch.ones(1, 3, S, S)
+    target[..., 4:28, 2:12] = 0.0
+    a = torch.tensor([[[0.72, 0.5, 0.75, 0.5, 0.78, 0.5, 0.2, 0.2, 1.0, 1.0, 0.0, 0.0, 0.0]]])
+    return StrokeModel(AgentConfig(canvas=S)), torch.ones_like(target), target, a
+
+
+def test_plan_keeps_the_planned_action_when_it_gains_more_under_the_pyramid():
+    """Planning that gains under the 4-level pyramid (the distance it climbs) is kept, even where its
+    plain MSE is above the proposed action's pyramid distance; one step already plans; the pyramid's
+    levels are what planning climbs (1 and 4 levels plan differently). Guards against the choice
+    mixing a 1-level distance with a 4-level one, a single planning step skipped, and the levels
+    dropped from the planning loss."""
+    from kaogen.l2p.distance import pyramid_distance
+
+    model, canvas, target, a = _beside_the_missing_paint()
+    d = lambda x: float(pyramid_distance(x, target, 4))  # noqa: E731
+    proposed = d(paint_exact(canvas, a))
+    planned, after = plan_action(model, canvas, target, a, steps=10, levels=4)
+    assert d(after) < proposed and not torch.equal(planned, a)
+    assert float(pyramid_distance(after, target, 1)) > proposed        # its plain MSE is higher
+    one, after1 = plan_action(model, canvas, target, a, steps=1, levels=4, lr=0.05)
+    assert d(after1) < proposed and not torch.equal(one, a)
+    mse_planned, _ = plan_action(model, canvas, target, a, steps=10, levels=1)
+    assert not torch.equal(mse_planned, planned)
+
+
+def test_plan_defaults_are_what_paint_plan_uses():
+    """`paint --plan N` passes the steps and the agent's levels but not the step size: plan_action's
+    defaults (levels 4, lr 0.02) are part of what a user gets. Guards against a changed default."""
+    model, canvas, target, a = _beside_the_missing_paint()
+    want, _ = plan_action(model, canvas, target, a, steps=3, levels=4, lr=0.02)
+    got, _ = plan_action(model, canvas, target, a, steps=3)
+    assert torch.equal(got, want)
+    for other in (dict(levels=5), dict(lr=0.05)):
+        assert not torch.equal(plan_action(model, canvas, target, a, steps=3, **{**dict(levels=4, lr=0.02), **other})[0],
+                               want), other
+
+
+def test_plan_hands_back_an_action_it_cannot_improve_unchanged_even_on_ties():
+    """A stroke too fine to show on the exact canvas, on a canvas that already is its target: the soft
+    model's steps move it, the exact distance stays 0; the proposed action must come back, not an
+    equally good moved one. Guards against `<=` in the choice."""
+    s = torch.tensor([[[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]]])
+    canvas = torch.ones(1, 3, 16, 16)
+    planned, after = plan_action(StrokeModel(AgentConfig(canvas=16)), canvas, canvas.clone(), s, steps=5, lr=0.002)
+    assert torch.equal(planned, s) and torch.equal(after, canvas)
