@@ -362,9 +362,9 @@ def test_snapshots_keep_the_newest_and_a_resume_restores_everything_from_the_new
 
     assert not tiny_trainer(tmp_path / "empty").resume()
     run = tmp_path / "run"
-    a = tiny_trainer(run, seed=3)
+    a = tiny_trainer(run, seed=3, keep=3)
     a.train(progress=False)
-    assert sorted(p.name for p in run.glob("snapshot-*.pt")) == ["snapshot-000000012.pt", "snapshot-000000016.pt"]
+    assert sorted(p.name for p in run.glob("snapshot-*.pt")) == [f"snapshot-0000000{n:02d}.pt" for n in (8, 12, 16)]
     meta = load_checkpoint(run / "generator.pt").meta
     assert meta["kimg"] == 0.016 and meta["augment_p"] == a.augment.p and a.augment.p > 0
     assert [r["kimg"] for r in rows_of(run)] == [0.004, 0.008, 0.012, 0.016]
@@ -389,17 +389,18 @@ def test_snapshots_keep_the_newest_and_a_resume_restores_everything_from_the_new
 
 def test_a_resume_drops_metrics_rows_newer_than_its_snapshot(tmp_path):
     """A run killed after writing a metrics row but before its snapshot: the resume keeps the rows
-    up to and including its snapshot's kimg and drops the later ones (and blank lines)."""
+    up to and including its snapshot's kimg and drops the later ones (and blank lines), also one
+    image later (batch 1, a row every image)."""
     run = tmp_path / "run"
-    tiny_trainer(run, kimg=0.008).train(progress=False)
+    tiny_trainer(run, batch=1, kimg=0.003, snapshot_kimg=0.001).train(progress=False)
     with open(run / "metrics.jsonl", "a") as f:
-        f.write('\n{"kimg": 0.012, "g_loss": 1.0}\n')
-    b = tiny_trainer(run, kimg=0.012)
-    assert b.resume() and b.nimg == 8
-    assert [r["kimg"] for r in rows_of(run)] == [0.004, 0.008]
-    assert (run / "metrics.jsonl").read_text().count("\n") == 2
+        f.write('\n{"kimg": 0.004, "g_loss": 1.0}\n')
+    b = tiny_trainer(run, batch=1, kimg=0.004, snapshot_kimg=0.001)
+    assert b.resume() and b.nimg == 3
+    assert [r["kimg"] for r in rows_of(run)] == [0.001, 0.002, 0.003]
+    assert (run / "metrics.jsonl").read_text().count("\n") == 3
     b.train(progress=False)
-    assert [r["kimg"] for r in rows_of(run)] == [0.004, 0.008, 0.012]
+    assert [r["kimg"] for r in rows_of(run)] == [0.001, 0.002, 0.003, 0.004]
 
 
 def test_a_resume_refuses_other_networks_or_conditioning(tmp_path):
@@ -418,6 +419,12 @@ def test_a_resume_refuses_other_networks_or_conditioning(tmp_path):
     with pytest.raises(KaogenError, match="other networks"):
         cond.resume()
     assert tiny_trainer(run).resume()
+    from kaogen.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+
+    g = load_checkpoint(run / "generator.pt")                       # a generator named like a snapshot
+    save_checkpoint(run / "snapshot-000000099.pt", Checkpoint(g.kind, g.config, g.state, g.meta))
+    with pytest.raises(KaogenError):
+        tiny_trainer(run).resume()
 
 
 def test_random_states_across_snapshot_formats_and_process_counts(tmp_path):
@@ -451,7 +458,11 @@ def test_random_states_across_snapshot_formats_and_process_counts(tmp_path):
     save_checkpoint(snap, Checkpoint(ck.kind, ck.config, old, ck.meta))
     assert same(states(), saved)                                      # kaogen <= 0.1
 
-    save_checkpoint(snap, Checkpoint(ck.kind, ck.config, ck.state, {**ck.meta, "world": 2}))
+    save_checkpoint(snap, ck)
+    a.world = 2                                                       # as if written by two processes
+    a.snapshot()
+    two = load_checkpoint(snap).state["rng"]["0"]
+    saved = two["torch"], two["gen.data"]
     derived = states()
     assert not same(derived, saved) and same(states(), derived)
     assert not same(states(seed=5), derived) and not same(states(rank=1), derived)
