@@ -429,3 +429,19 @@ def test_iiif_mirror_forms():
     for bad in ("http://", "://"):
         with pytest.raises(KaogenError, match="--mirror"):
             image_url(_U, mirror=bad)
+
+
+def test_iiif_parse_boundaries():
+    """The shortest IIIF URL (one identifier segment) parses, one segment fewer is refused; a
+    trailing slash is ignored; only http(s) with a host is accepted, however long the path; dots in
+    the last segment split off the format only (never a crash)."""
+    u = IIIFImageURL.parse("http://h/id/full/max/0/default.png")
+    assert (u.prefix, u.region, u.size, u.rotation, u.quality, u.format) == (
+        "http://h/id", "full", "max", "0", "default", "png")
+    assert str(IIIFImageURL.parse(_U + "/")) == _U
+    assert IIIFImageURL.parse("http://h/a/b.c/full/max/0/gray.v2.jpg").quality == "gray.v2"
+    for bad in ("http://h/full/max/0/default.png", "ftp://h/iiif/NRE/a.tif/full/max/0/default.jpg",
+                "https:///iiif/NRE/a.tif/full/max/0/default.jpg", "http://h/id/full/max/0/default"):
+        with pytest.raises(KaogenError, match="IIIF"):
+            IIIFImageURL.parse(bad)
+    assert image_url(_U, mirror="http://m/BOX") == "http://m/BOX/iiif/NRE/a.tif/10,10,100,100/256,256/0/default.jpg"
