@@ -466,3 +466,21 @@ def test_metadata_refusals(tmp_path):
     with pytest.raises(KaogenError, match="not UTF-8"):
         D.fetch_metadata(DownloadOptions(root=str(tmp_path / "r2"), metadata=str(meta)))
     assert not (tmp_path / "r").exists() and not (tmp_path / "r2" / "urls.txt").exists()
+
+
+def test_metadata_saved_by_windows_tools_is_still_the_same_metadata(tmp_path):
+    """A root whose urls.txt and labels.csv were saved with a BOM, CRLF line ends and trailing blank
+    lines (Excel, Notepad) holds the same metadata as the target's: its version is recognised and
+    no image is fetched again."""
+    new = make_metadata(tmp_path / "new", NEW)
+    with IIIFServer() as srv:
+        for name, with_urls in (("a", True), ("b", False)):
+            root = tmp_path / name
+            official_root(root, new, with_urls=with_urls)
+            for f in ("urls.txt", "labels.csv"):
+                if (root / f).is_file():
+                    text = (root / f).read_bytes().replace(b"\n", b"\r\n")
+                    (root / f).write_bytes(b"\xef\xbb\xbf" + text + b"\r\n  \r\n")
+            report = download(_opts(root, srv, metadata=str(new), version="1.3"))
+            assert report.previous == "1.3" and report.replaced == [] and report.fetched == 0, name
+            assert report.complete and report.present == 6
