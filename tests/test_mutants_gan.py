@@ -223,7 +223,8 @@ def test_a_seed_latent_is_numpy_randomstate_of_that_seed():
 
 def test_parse_seeds_takes_ranges_and_lists_and_refuses_the_rest():
     """'a-b' is inclusive, lists keep their order, spaces and a trailing comma are fine; nothing,
-    an empty range or a non-number is refused with a KaogenError (exit 1 at the command line)."""
+    a backward range, a non-number or a seed outside numpy's 0 .. 2**32 - 1 is refused with a
+    KaogenError (exit 1 at the command line; -5 was a ValueError traceback from RandomState)."""
     from kaogen.errors import KaogenError
     from kaogen.gan.sample import parse_seeds
 
@@ -233,7 +234,9 @@ def test_parse_seeds_takes_ranges_and_lists_and_refuses_the_rest():
     assert parse_seeds(" 2 - 4 , 9,") == [2, 3, 4, 9]
     assert parse_seeds("9,1-2") == [9, 1, 2]
     assert parse_seeds("10-12") == [10, 11, 12]
-    for bad in ("", ",", "3-1", "x", "1-x", "1.5", "1-2-3"):
+    assert parse_seeds("0") == [0] and parse_seeds(f"{2 ** 32 - 2}-{2 ** 32 - 1}") == [2 ** 32 - 2, 2 ** 32 - 1]
+    for bad in ("", ",", "3-1", "3-1,5", "3--1,5", "x", "1-x", "1.5", "1-2-3", "-5", "2,-1", "-2-3",
+                str(2 ** 32), f"{2 ** 32 - 1}-{2 ** 32}"):
         with pytest.raises(KaogenError):
             parse_seeds(bad)
 

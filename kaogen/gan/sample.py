@@ -28,13 +28,18 @@ def seed_latents(seeds: list[int], z_dim: int) -> torch.Tensor:
     return torch.from_numpy(np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds])).float()
 
 
+SEED_MAX = 2 ** 32 - 1       # numpy's RandomState takes 0 .. 2**32 - 1
+
+
 def parse_seeds(text: str) -> list[int]:
-    """'0-3,7' -> [0, 1, 2, 3, 7]."""
+    """'0-3,7' -> [0, 1, 2, 3, 7]. Seeds are 0 .. 2**32 - 1; a range runs upward."""
     out = []
     try:
         for part in text.split(","):
             if "-" in part.strip()[1:]:
-                a, b = part.split("-", 1)
+                a, b = part.split("-", 1)  # pragma: no mutate (a second '-' fails int() or the order check either way)
+                if int(b) < int(a):
+                    raise ValueError
                 out += list(range(int(a), int(b) + 1))
             elif part.strip():
                 out.append(int(part))
@@ -42,6 +47,8 @@ def parse_seeds(text: str) -> list[int]:
         raise KaogenError(f"seeds must look like 0-63 or 1,5,9, not {text!r}") from None
     if not out:
         raise KaogenError("no seeds given")
+    if min(out) < 0 or max(out) > SEED_MAX:
+        raise KaogenError(f"seeds are 0 .. {SEED_MAX}, not {text!r}")
     return out
 
 
