@@ -205,6 +205,7 @@ def test_integer_pictures_use_the_smallest_usual_scale(tmp_path):
     largest value), beyond that scaled by their largest value; negatives are black."""
     cases = [([0, 100, 255], [0, 100, 255]),
              ([0, 256, 1000], [0, 1, 4]),                          # 16-bit scale, not stretched to 1000
+             ([0, 128, 256], [0, 0, 1]),                           # 256 is already beyond 8 bits
              ([0, 51529, 65535], [0, 201, 255]),
              ([0, 51529, 65536], [0, 200, 255]),                   # beyond 16 bits: by the largest
              ([-100, 0, 200], [0, 0, 200])]
@@ -226,7 +227,8 @@ def test_float_pictures_round_exactly_and_keep_their_scale(tmp_path):
     want = [int(Fraction(float(x)) * 255 + Fraction(1, 2)) for x in a.flatten()]
     assert want == list(range(0, 255, 17))
     assert _gray(load_rgb(_tiff(tmp_path, "ties.tif", a))) == want
-    assert _gray(load_rgb(_tiff(tmp_path, "f15.tif", np.array([[0.0, 1.5, 100.0]], np.float32)))) == [0, 2, 100]
+    for i, (vals, want) in enumerate((([0.0, 1.5, 100.0], [0, 2, 100]), ([0.0, 1.5, 2.0], [0, 2, 2]))):
+        assert _gray(load_rgb(_tiff(tmp_path, f"f{i}.tif", np.array([vals], np.float32)))) == want, vals
     odd = np.array([[-np.inf, np.inf, np.nan, -0.5, 0.5, 1.0]], np.float32)
     p = _tiff(tmp_path, "odd.tif", odd)
     with warnings.catch_warnings():
