@@ -303,6 +303,10 @@ def test_a_saved_generator_loads_back_as_it_was(tmp_path, monkeypatch):
     assert back.class_names == g.class_names and back.cond == "status" and back.source == str(p)
     assert back.G.cfg.resample == "aligned"
     assert torch.equal(back.generate([1, 2], label="commoner"), want)
+    assert GeneratorBundle.load(p, device="meta").device.type == "meta"   # loaded onto the device asked for
+    plain = GeneratorBundle(tiny_bundle().G)                              # a bare generator: unconditional
+    assert plain.cond == "none" and plain.class_names == [] and plain.label(None, 1) is None
+    assert GeneratorBundle.load(plain.save(tmp_path / "u.pt")).cond == "none"
     meta = load_checkpoint(p).meta
     assert meta["kimg"] == 1.5 and meta["augment_p"] == 0.25 and meta["half"] is False
     h = g.save(tmp_path / "h.pt", half=True)
