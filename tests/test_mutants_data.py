@@ -445,3 +445,44 @@ def test_iiif_parse_boundaries():
         with pytest.raises(KaogenError, match="IIIF"):
             IIIFImageURL.parse(bad)
     assert image_url(_U, mirror="http://m/BOX") == "http://m/BOX/iiif/NRE/a.tif/10,10,100,100/256,256/0/default.jpg"
+
+
+# -------------------------------------------------------------------------------------- datasets
+
+def test_face_batches_of_mixed_sizes_are_refused_by_the_registered_collate(monkeypatch):
+    """_register_collate (run at import) is what makes torch's default collate refuse a batch of
+    faces of different sizes in one line naming resolution= (dict and torchvision forms), instead
+    of torch's stack error; registered again from scratch it does the same."""
+    import torch
+    from torch.utils.data._utils.collate import default_collate, default_collate_fn_map
+
+    from kaogen.data import datasets as DS
+
+    for cls in (DS.FaceItem, DS.FaceSample):
+        monkeypatch.delitem(default_collate_fn_map, cls, raising=False)
+    DS._register_collate()
+    items = [DS.FaceItem(image=torch.zeros(3, 4, 4), name="a"), DS.FaceItem(image=torch.zeros(3, 5, 5), name="b")]
+    with pytest.raises(KaogenError, match="resolution="):
+        default_collate(items)
+    samples = [DS.FaceSample((torch.zeros(3, 4, 4), 0)), DS.FaceSample((torch.zeros(3, 5, 5), 1))]
+    with pytest.raises(KaogenError, match="resolution="):
+        default_collate(samples)
+    same = default_collate([DS.FaceItem(image=torch.zeros(3, 4, 4), name="a")] * 2)
+    assert same["image"].shape == (2, 3, 4, 4) and same["name"] == ["a", "a"]
+
+
+def test_image_folder_items_keep_the_pixel_limit_transform_and_relative_name(tmp_path, monkeypatch):
+    """An item is read under the dataset's own max_pixels (not only when listing), goes through the
+    transform, and is named by its path below the root."""
+    import torch
+    from PIL import Image
+
+    from kaogen.data.datasets import ImageFolderDataset
+
+    (tmp_path / "sub").mkdir()
+    Image.new("RGB", (200, 100), (10, 20, 30)).save(tmp_path / "sub" / "face.png")
+    monkeypatch.setenv("KAOGEN_MAX_PIXELS", "19999")
+    ds = ImageFolderDataset(tmp_path, resolution=8, max_pixels=20_000, transform=lambda x: x * 2)
+    item = ds[0]
+    assert item["name"] == "sub/face.png" and item["image"].shape == (3, 8, 8)
+    assert torch.allclose(item["image"][:, 0, 0], torch.tensor([20, 40, 60]) / 255.0, atol=0.02)
