@@ -305,7 +305,7 @@ def test_a_saved_generator_loads_back_as_it_was(tmp_path, monkeypatch):
     assert torch.equal(back.generate([1, 2], label="commoner"), want)
     assert GeneratorBundle.load(p, device="meta").device.type == "meta"   # loaded onto the device asked for
     plain = GeneratorBundle(tiny_bundle().G)                              # a bare generator: unconditional
-    assert plain.cond == "none" and plain.class_names == [] and plain.label(None, 1) is None
+    assert plain.cond == "none" and plain.class_names == [] and plain.label(None, 1) is None and plain.source == ""
     assert GeneratorBundle.load(plain.save(tmp_path / "u.pt")).cond == "none"
     meta = load_checkpoint(p).meta
     assert meta["kimg"] == 1.5 and meta["augment_p"] == 0.25 and meta["half"] is False
