@@ -486,3 +486,73 @@ def test_image_folder_items_keep_the_pixel_limit_transform_and_relative_name(tmp
     item = ds[0]
     assert item["name"] == "sub/face.png" and item["image"].shape == (3, 8, 8)
     assert torch.allclose(item["image"][:, 0, 0], torch.tensor([20, 40, 60]) / 255.0, atol=0.02)
+
+
+def _tiny_root(root, rows):
+    """A KaoKore root of 8 x 8 faces: rows of (gender, status, set) -> labels.csv, urls.txt, images_256/."""
+    from PIL import Image
+
+    (root / "images_256").mkdir(parents=True)
+    lines = ["image,gender,status,set"]
+    for i, (g, s, split) in enumerate(rows):
+        lines.append(f"{i:08d}.jpg,{g},{s},{split}")
+        Image.new("RGB", (8, 8), (30 * i, 100, 200)).save(root / "images_256" / f"{i:08d}.jpg")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    (root / "urls.txt").write_text("".join(f"https://h/iiif/{i}/full/256,256/0/default.jpg\n" for i in range(len(rows))))
+    return root
+
+
+def test_both_labels_and_transforms_reach_the_items(tmp_path):
+    """labels="both": the torchvision form's target is (gender, status), the dict form carries both;
+    a transform is applied to the dict form's image tensor."""
+    from kaogen.data.datasets import KaoKoreDataset
+
+    root = _tiny_root(tmp_path / "k", [(0, 3, "train"), (1, 2, "train"), (1, 0, "test")])
+    tv = KaoKoreDataset(root, split="train", labels="both", format="torchvision")
+    assert [tv[i][1] for i in range(len(tv))] == [(0, 3), (1, 2)]
+    d = KaoKoreDataset(root, split="all", labels="both", transform=lambda x: x[:1])
+    item = d[2]
+    assert item["gender"] == 1 and item["status"] == 0 and item["image"].shape == (1, 8, 8)
+    assert item["name"] == "00000002.jpg" and item["work"] == "" and item["orientation"] == ""
+
+
+def test_square_resize_keeps_the_centre():
+    """A wide or tall picture is cropped to its central square (the bands at both ends go), then
+    resized; a square of the right size is returned as it is; None keeps any picture."""
+    from PIL import Image
+
+    from kaogen.data.datasets import square_resize
+
+    wide = Image.new("RGB", (12, 8), (0, 255, 0))
+    wide.paste((255, 0, 0), (0, 0, 2, 8))
+    wide.paste((0, 0, 255), (10, 0, 12, 8))
+    out = square_resize(wide, 8)
+    assert out.size == (8, 8) and {out.getpixel((x, y)) for x in range(8) for y in range(8)} == {(0, 255, 0)}
+    tall = wide.rotate(90, expand=True)                                   # 8 x 12, bands at top and bottom
+    out = square_resize(tall, 4)
+    assert out.size == (4, 4) and all(max(abs(a - b) for a, b in zip(out.getpixel((x, y)), (0, 255, 0))) < 8
+                                      for x in range(4) for y in range(4))
+    assert square_resize(wide, None) is wide
+    sq = Image.new("RGB", (5, 5))
+    assert square_resize(sq, 5) is sq and square_resize(sq, 1).size == (1, 1)
+
+
+def test_dataset_resolution_and_label_filters(tmp_path):
+    """resolution is a positive int (1 allowed; 0, a float, a bool refused); labels="gender" leaves
+    out faces without a gender and "none" keeps them; a withdrawn face is counted, not missing."""
+    from kaogen.data.datasets import KaoKoreDataset
+
+    root = _tiny_root(tmp_path / "k", [(0, 3, "train"), ("", 2, "train"), (1, "", "train"), (0, 0, "train")])
+    (root / "urls.txt").write_text("https://h/iiif/0/full/256,256/0/default.jpg\nhttps://h/iiif/1/full/256,256/0/default.jpg\n"
+                                   "https://h/iiif/2/full/256,256/0/default.jpg\n\n")
+    for bad in (0, -3, 2.0, True):
+        with pytest.raises(KaogenError, match="resolution"):
+            KaoKoreDataset(root, labels="none", resolution=bad)
+    assert KaoKoreDataset(root, labels="none", resolution=1)[0]["image"].shape == (3, 1, 1)
+    g = KaoKoreDataset(root, labels="gender")
+    assert [r.image for r in g.records] == ["00000000.jpg", "00000002.jpg"] and g.withdrawn == 1 and g.missing == 0
+    s = KaoKoreDataset(root, labels="status")
+    assert [r.image for r in s.records] == ["00000000.jpg", "00000001.jpg"]
+    n = KaoKoreDataset(root, labels="none")
+    assert len(n) == 3 and n.withdrawn == 1
+    assert [r.image for r in KaoKoreDataset(root, labels="both").records] == ["00000000.jpg"]
