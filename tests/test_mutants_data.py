@@ -556,3 +556,21 @@ def test_dataset_resolution_and_label_filters(tmp_path):
     n = KaoKoreDataset(root, labels="none")
     assert len(n) == 3 and n.withdrawn == 1
     assert [r.image for r in KaoKoreDataset(root, labels="both").records] == ["00000000.jpg"]
+
+
+def test_dataset_warns_when_the_metadata_changed_after_the_download(tmp_path):
+    """A root whose labels.csv was rewritten after kaogen stamped it: the dataset still loads, with a
+    warning that faces and labels may not match; an intact stamp loads silently."""
+    import warnings
+
+    from kaogen.data.datasets import KaoKoreDataset
+
+    root = _tiny_root(tmp_path / "k", [(0, 3, "train"), (1, 2, "train")])
+    (root / M.STAMP).write_text(M.stamp_text(root, "1.3"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(KaoKoreDataset(root, labels="none")) == 2
+    (root / "labels.csv").write_text((root / "labels.csv").read_text().replace("1,2,train", "1,1,train"))
+    with pytest.warns(UserWarning, match="labels.csv changed since"):
+        ds = KaoKoreDataset(root, labels="status")
+    assert [r.status for r in ds.records] == [3, 1]
