@@ -300,3 +300,54 @@ def test_plan_hands_back_an_action_it_cannot_improve_unchanged_even_on_ties():
     canvas = torch.ones(1, 3, 16, 16)
     planned, after = plan_action(StrokeModel(AgentConfig(canvas=16)), canvas, canvas.clone(), s, steps=5, lr=0.002)
     assert torch.equal(planned, s) and torch.equal(after, canvas)
+
+
+# ---------------------------------------------------------------------------- the pyramid distance
+
+def test_pyramid_down_is_the_normalised_binomial_blur_then_every_second_pixel():
+    """A flat image stays flat (the kernel sums to 1, replicate padding), at ceil(H/2) x ceil(W/2) for
+    odd sizes too; an impulse spreads as [1 4 6 4 1] / 16 in each direction, sampled at the even
+    pixels; float64 images are blurred in float64 (the same values as in float32). Guards against
+    a kernel not normalised or with wrong taps, and a kernel made in another dtype than the image."""
+    from kaogen.l2p.distance import pyramid_down
+
+    for (H, W), shape in (((15, 10), (8, 5)), ((10, 15), (5, 8))):
+        out = pyramid_down(torch.full((2, 3, H, W), 0.3))
+        assert out.shape == (2, 3) + shape
+        torch.testing.assert_close(out, torch.full_like(out, 0.3), atol=1e-6, rtol=0)
+    x = torch.zeros(1, 1, 17, 17)
+    x[0, 0, 8, 8] = 1.0
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
+    want = torch.zeros(9, 9)
+    want[3:6, 3:6] = torch.outer(k[0::2], k[0::2])          # rows/cols 6, 8, 10 see taps 1, 6, 1
+    torch.testing.assert_close(pyramid_down(x)[0, 0], want, atol=1e-7, rtol=0)
+    x = torch.zeros(1, 1, 17, 17)
+    x[0, 0, 7, 7] = 1.0
+    want = torch.zeros(9, 9)
+    want[3:5, 3:5] = torch.outer(k[1::2], k[1::2])          # rows/cols 6 and 8 see taps 4, 4
+    torch.testing.assert_close(pyramid_down(x)[0, 0], want, atol=1e-7, rtol=0)
+    img = torch.rand(2, 3, 12, 9, generator=torch.Generator().manual_seed(0))
+    d64 = pyramid_down(img.double())
+    assert d64.dtype == torch.float64
+    torch.testing.assert_close(d64, pyramid_down(img).double(), atol=1e-6, rtol=0)
+
+
+def test_pyramid_distance_is_the_mse_averaged_over_its_levels_per_image():
+    """d = mean over levels l = 0 .. L-1 of the MSE between the l-times pyramid_down'ed canvas and
+    target, one value per image; by default (and with 1 level) the plain MSE. Guards against a
+    level skipped or repeated, a sum for a mean, the blur applied to one side only, and another
+    default."""
+    from kaogen.l2p.distance import pyramid_distance, pyramid_down
+
+    g = torch.Generator().manual_seed(1)
+    c, t = torch.rand(3, 3, 20, 12, generator=g), torch.rand(3, 3, 20, 12, generator=g)
+    mse = ((c - t) ** 2).mean((1, 2, 3))
+    torch.testing.assert_close(pyramid_distance(c, t), mse)
+    torch.testing.assert_close(pyramid_distance(c, t, 1), mse)
+    per_level, a, b = [], c, t
+    for _ in range(4):
+        per_level.append(((a - b) ** 2).mean((1, 2, 3)))
+        a, b = pyramid_down(a), pyramid_down(b)
+    for levels in (2, 3, 4):
+        torch.testing.assert_close(pyramid_distance(c, t, levels), sum(per_level[:levels]) / levels)
+    torch.testing.assert_close(pyramid_distance(c[1:2], t[1:2], 3), pyramid_distance(c, t, 3)[1:2], atol=1e-7, rtol=0)
