@@ -351,3 +351,22 @@ def test_pyramid_distance_is_the_mse_averaged_over_its_levels_per_image():
     for levels in (2, 3, 4):
         torch.testing.assert_close(pyramid_distance(c, t, levels), sum(per_level[:levels]) / levels)
     torch.testing.assert_close(pyramid_distance(c[1:2], t[1:2], 3), pyramid_distance(c, t, 3)[1:2], atol=1e-7, rtol=0)
+
+
+# ------------------------------------------------------------------------ the dense actor's picks
+
+def test_pick_free_lays_strokes_whose_spine_discs_only_meet_at_a_point():
+    """Two strokes on one line whose end discs are tangent (the gap between the end points is exactly
+    the sum of their radii, 2 / 256, all numbers dyadic so that it is exact) do not overlap: both are
+    picked, best first, without starting afresh; a hair closer, they touch and the second pick starts
+    afresh with the best. Guards against `<=` for `<` (tangent discs counted as touching)."""
+    from kaogen.l2p.networks import pick_free
+
+    def line(x0, x2):
+        return [x0, 0.5, (x0 + x2) / 2, 0.5, x2, 0.5, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+
+    score = torch.tensor([[2.0, 1.0]])
+    for gap, want, restarted in ((0.0078125, [0, 1], False), (0.0078125 - 2 ** -12, [0, 0], True)):
+        strokes = torch.tensor([[line(0.125, 0.25), line(0.25 + gap, 0.375 + gap)]])
+        picks, afresh = pick_free(score, strokes, 2)
+        assert picks.tolist() == [want] and afresh.tolist() == [restarted], gap
