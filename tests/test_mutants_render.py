@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -345,7 +346,7 @@ def test_folder_export_replaces_an_old_folder_whole_and_fails_cleanly(tmp_path, 
     """A folder export replaces an existing folder of frames entirely (no stale frame from a longer
     earlier export), gets the user's usual folder mode (umask applied), and a failure half-way leaves
     the old folder as it was and no temporary behind."""
-    from kaogen.atomic import _UMASK
+    from kaogen.atomic import _UMASK, TMP_MARK
     E = importlib.import_module("kaogen.render.export")
 
     p = small_painting(12)
@@ -358,7 +359,7 @@ def test_folder_export_replaces_an_old_folder_whole_and_fails_cleanly(tmp_path, 
     real_save = Image.Image.save
 
     def failing_save(self, fp, *a, **k):
-        calls.append(fp)
+        calls.append(Path(fp))
         if len(calls) == 2:
             raise OSError("disk full")
         return real_save(self, fp, *a, **k)
@@ -369,12 +370,17 @@ def test_folder_export_replaces_an_old_folder_whole_and_fails_cleanly(tmp_path, 
     monkeypatch.undo()
     assert sorted(x.name for x in folder.iterdir()) == [f"frame_{i:05d}.png" for i in range(3)]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["f"]
+    # frames were written in a hidden temporary beside the folder (one rename on the same file system;
+    # named so that clean_stale_temporaries finds what a killed export leaves)
+    work = calls[0].parent
+    assert work.parent == tmp_path and work.name.startswith(".f") and TMP_MARK in work.name
     with pytest.raises(KaogenError, match="does not exist"):
         E.write_folder([np.zeros((2, 2, 3), np.uint8)], tmp_path / "missing" / "f")
 
 
 @pytest.mark.parametrize("fps,hold,delay,last", [(10, 1.5, 100, 1500), (100, 0.0, 20, 20), (12, 2.0, 80, 2000),
-                                                 (4, 0.1, 250, 250), (25, 0.333, 40, 330)])
+                                                 (4, 0.1, 250, 250), (25, 0.333, 40, 330),
+                                                 (100 / 4.499, 0.10499, 40, 100)])   # 44.99 ms, 104.99 ms: round down
 def test_gif_timing_as_decoders_read_it(tmp_path, fps, hold, delay, last):
     """GIF frame delays (Pillow's reading): 1/fps rounded to whole centiseconds, never under 20 ms (what
     browsers clamp to), the finished painting held `hold` seconds (never shorter than a frame); the
@@ -425,6 +431,9 @@ def test_write_video_formats_and_refusals(tmp_path):
         assert im.n_frames == 3
     mp4 = write_video(canvases, tmp_path / "a.mp4", fps=5, hold=1.0)
     assert len(imageio.mimread(mp4, memtest=False)) == 3 + 5
+    one = write_video(canvases[1:2], tmp_path / "one.mp4", fps=5, hold=0.4)         # a single canvas
+    frames = imageio.mimread(one, memtest=False)
+    assert len(frames) == 1 + 2 and frames[0].shape == (10, 12, 3) and abs(frames[-1].mean() - 128) < 4
 
 
 @pytest.mark.parametrize("fps,hold,delay,last", [(10, 1.5, 100, 1500), (100, 0.0, 20, 20), (8, 0.0456, 125, 125),
@@ -447,11 +456,27 @@ def test_webp_timing_as_decoders_read_it(tmp_path, fps, hold, delay, last):
     assert len(frames) == len(stages) and min(psnr(a, b) for a, b in zip(frames, stages)) > 25   # lossy, 16 px
 
 
-@pytest.mark.parametrize("aspect,size,shape", [(15 / 8, 15, (8, 16)), (8 / 15, 15, (16, 8)), (2.0, 16, (8, 16)), (1.0, 13, (14, 14))])
+def mp4_boxes(path) -> list[str]:
+    """The MP4 file's top-level box types, in file order."""
+    data, boxes, i = path.read_bytes(), [], 0
+    while i + 8 <= len(data):
+        size = int.from_bytes(data[i:i + 4], "big")
+        boxes.append(data[i + 4:i + 8].decode("latin-1"))
+        if size == 1:
+            size = int.from_bytes(data[i + 8:i + 16], "big")
+        if size < 8:
+            break
+        i += size
+    return boxes
+
+
+@pytest.mark.parametrize("aspect,size,shape", [(15 / 8, 15, (8, 16)), (8 / 15, 15, (16, 8)), (2.0, 16, (8, 16)),
+                                               (1.0, 13, (14, 14))])
 def test_mp4_pads_odd_sides_with_edge_pixels_and_holds_the_end(tmp_path, aspect, size, shape):
     """MP4 (H.264 yuv420p) needs even sides: an odd height or width (each on its own) is padded by one
-    copy of the edge row or column; the finished painting is held round(hold * fps) extra frames; the
-    file's frame rate is fps."""
+    copy of the edge row or column; every frame shows its stage, and the finished painting is held
+    round(hold * fps) extra frames; the file's frame rate is fps; the index (moov) comes before the
+    data (faststart: browsers play it while it downloads)."""
     import imageio.v2 as imageio
 
     p = small_painting(6, aspect=aspect)
@@ -465,13 +490,16 @@ def test_mp4_pads_odd_sides_with_edge_pixels_and_holds_the_end(tmp_path, aspect,
         reader.close()
     assert len(frames) == 3 + 4
     assert frames[0].shape[:2] == shape
-    last = tensor_to_uint8(p.render(size)).astype(float)
+    stages = [a.astype(float) for a in stage_pixels(p, size, 3)]
+    nearest = [int(np.argmin([np.abs(f[:H, :W].astype(float) - a).mean() for a in stages])) for f in frames]
+    assert nearest == [0, 1, 2, 2, 2, 2, 2]
     got = frames[-1].astype(float)
-    assert np.abs(got[:H, :W] - last).mean() < 6
     if shape[0] > H:                               # the padding row repeats the last row
         assert np.abs(got[H] - got[H - 1]).mean() < 6
     if shape[1] > W:
         assert np.abs(got[:, W] - got[:, W - 1]).mean() < 6
+    boxes = mp4_boxes(out)
+    assert "moov" in boxes and "mdat" in boxes and boxes.index("moov") < boxes.index("mdat")
 
 
 def test_mp4_with_no_hold_has_one_frame_per_stage(tmp_path):
@@ -507,6 +535,27 @@ def test_contact_sheet_lays_stages_evenly_in_a_grid():
     assert [int(few[4 + r * 9, 4 + c * 11, 0]) for r, c in [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0)]] == [0, 1, 2, 3, 4]
     assert (few[4 + 9:4 + 9 + 5, 4 + 11:] == 255).all()                    # the rest of the last row is white
     assert contact_sheet(frames[:1]).shape == (5 + 2 * 4, 4 * 7 + 5 * 4, 3)
+
+
+def test_contact_sheet_png_shows_the_stages(tmp_path):
+    """export(..., contact_sheet=True) to a PNG: a white sheet whose first cell is the blank canvas and
+    whose last is the finished painting, pixel for pixel (PNG is lossless)."""
+    p = small_painting(30)
+    sheet = np.asarray(Image.open(export(p, tmp_path / "s.png", ExportOptions(size=16, contact_sheet=True,
+                                                                            strokes_per_frame=1))))
+    assert sheet.shape == (3 * 16 + 4 * 4, 4 * 16 + 5 * 4, 3) and sheet.dtype == np.uint8
+    np.testing.assert_array_equal(sheet[4:20, 4:20], tensor_to_uint8(p.blank(16, 16)))
+    np.testing.assert_array_equal(sheet[4 + 2 * 20:4 + 2 * 20 + 16, 4 + 3 * 20:4 + 3 * 20 + 16],
+                                  tensor_to_uint8(p.render(16)))
+    assert (sheet[:4] == 255).all() and (sheet[:, :4] == 255).all()
+
+
+def test_svg_export_has_the_size_asked(tmp_path):
+    """An SVG export's canvas is --size px on its longer side (width, height, viewBox)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(export(small_painting(3, aspect=2.0), tmp_path / "a.svg", ExportOptions(size=100))).getroot()
+    assert (root.get("width"), root.get("height"), root.get("viewBox")) == ("100", "50", "0 0 100 50")
 
 
 def test_animations_side_by_side_show_the_target_left_of_every_frame(tmp_path):
