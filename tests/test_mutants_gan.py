@@ -283,6 +283,7 @@ def test_generated_images_are_the_networks_output_in_0_1_deterministic_in_any_ba
     assert raw[:, 2].abs().max() < 1 and raw[:, 2].std() > 1e-3
     torch.testing.assert_close(g.generate(seeds, batch=16), imgs, atol=1e-5, rtol=0)
     assert torch.equal(g.generate([3]), g.generate([3]))
+    assert torch.equal(g.generate([3], device="cpu"), g.generate([3])) and g.device.type == "cpu"
     flat = g.generate(seeds, truncation=0.0)
     assert (flat - flat[:1]).abs().max() < 1e-6
     half = g.generate(seeds, truncation=0.5)
