@@ -298,8 +298,9 @@ def test_export_refusals_leave_nothing_behind(tmp_path, monkeypatch):
     brush = Painting(torch.rand(3, len(B.FIELDS), generator=gen(1)), kind="neural-brush")
     with pytest.raises(KaogenError, match="needs Bezier strokes"):
         export(brush, tmp_path / "b.svg", ExportOptions(size=16))
-    real = os.access
-    monkeypatch.setattr(E.os, "access", lambda path, mode: False if mode == os.W_OK else real(path, mode))
+    real = os.access                                   # tmp_path (only) made read-only; root ignores chmod
+    locked = lambda path, mode: not (mode & os.W_OK and Path(path) == tmp_path) and real(path, mode)  # noqa: E731
+    monkeypatch.setattr(E.os, "access", locked)
     with pytest.raises(KaogenError, match="not writable"):
         export(p, tmp_path / "c.png", ExportOptions(size=16))
     monkeypatch.setattr(E.os, "access", real)
@@ -409,6 +410,19 @@ def test_gif_reproduces_the_finished_painting_exactly(tmp_path):
     assert len(frames) == 20 and durations == [100] * 19 + [500]
     for f, c in zip(frames, canvases):
         np.testing.assert_array_equal(f, tensor_to_uint8(c))
+
+
+def test_global_palette_is_a_gif_palette():
+    """global_palette (by default) makes a palette a GIF can hold: at most 256 colours, and it holds
+    the colours of a picture that has few."""
+    from kaogen.render.export import global_palette
+
+    frames = [np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 200, np.uint8)]
+    frames[1][0, 0] = (255, 0, 0)
+    pal = global_palette(frames)
+    colours = np.asarray(pal.getpalette(), np.uint8).reshape(-1, 3)
+    assert len(colours) <= 256
+    assert {(0, 0, 0), (200, 200, 200), (255, 0, 0)} <= {tuple(int(v) for v in c) for c in colours}
 
 
 def test_write_video_formats_and_refusals(tmp_path):
