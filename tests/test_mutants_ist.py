@@ -84,6 +84,15 @@ def test_grid_phases_are_the_phases_of_the_block_grid_as_index_tensors(size):
         assert sorted(zip(p.row.tolist(), p.col.tolist())) == [(r, c) for r in range(p.rows) for c in range(p.cols)]
 
 
+def test_grid_phases_are_made_on_the_device_asked_for():
+    """Every index tensor of grid_phases(size, device) is made on that device (here the meta device,
+    which stands for an accelerator: a CPU tensor mixed in is an error there). Guards against an
+    index tensor made on the default device (a host-to-device copy per painting)."""
+    for p in grid_phases(160, "meta"):
+        assert p.blocks.device.type == p.row.device.type == p.col.device.type == "meta"
+        assert p.blocks.shape == p.row.shape == p.col.shape == (p.rows * p.cols,)
+
+
 def test_phases_cover_the_canvas_without_overlap_on_any_size():
     """Every block in exactly one phase; within a phase no two blocks overlap (at 96 and 160 px too,
     where a phase has fewer blocks on a side). Guards against a parity test on the wrong coordinate."""

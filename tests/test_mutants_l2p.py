@@ -370,3 +370,13 @@ def test_pick_free_lays_strokes_whose_spine_discs_only_meet_at_a_point():
         strokes = torch.tensor([[line(0.125, 0.25), line(0.25 + gap, 0.375 + gap)]])
         picks, afresh = pick_free(score, strokes, 2)
         assert picks.tolist() == [want] and afresh.tolist() == [restarted], gap
+
+
+def test_pick_free_stays_on_the_device_of_its_scores():
+    """The picks and the afresh flags are made where the scores are (here the meta device, which
+    stands for an accelerator: a tensor left on the CPU is an error there). Guards against a
+    buffer made on the default device."""
+    from kaogen.l2p.networks import pick_free
+
+    picks, afresh = pick_free(torch.empty(2, 10, device="meta"), torch.empty(2, 10, 13, device="meta"), 3)
+    assert picks.device.type == afresh.device.type == "meta" and picks.shape == (2, 3) and afresh.shape == (2,)
