@@ -383,9 +383,9 @@ def test_ctrl_c_cancels_what_has_not_started_and_waits_for_what_runs():
 def test_one_worker_another_size_and_lines_that_are_not_iiif_urls(tmp_path):
     """--workers 1 is allowed (0 is refused); --size 512 writes ROOT/images_512/ and asks 512 px,
     while 256 keeps each URL's own size (Keio's !200,200); a line of urls.txt that is no IIIF URL is
-    a permanent failure of that face with its line and reason, the others are fetched; the report
-    file records all of it."""
-    meta = make_metadata(tmp_path / "meta", ["ok", "ok", "ok"])
+    a permanent failure of that face with its line and reason, the lines after it are fetched; the
+    report counts exactly the retries made and names the withdrawn faces; the report file records it."""
+    meta = make_metadata(tmp_path / "meta", ["ok", "ok", "ok", "flaky", ""])
     lines = (meta / "urls.txt").read_text().splitlines()
     lines[1] = lines[1].replace("/256,256/", "/!200,200/")
     lines[2] = "not a url"
@@ -394,20 +394,30 @@ def test_one_worker_another_size_and_lines_that_are_not_iiif_urls(tmp_path):
     with IIIFServer() as srv:
         with pytest.raises(KaogenError, match="--workers"):
             download(_opts(root, srv, metadata=str(meta), workers=0))
-        report = download(_opts(root, srv, metadata=str(meta), workers=1))
-        assert report.fetched == 2 and [(f.image, f.url) for f in report.failed] == [("00000002.jpg", "not a url")]
+        report = download(_opts(root, srv, metadata=str(meta), workers=1, retries=1, backoff=0.0))
+        assert report.fetched == 3 and [(f.image, f.url) for f in report.failed] == [("00000002.jpg", "not a url")]
         assert "not an http(s) IIIF URL" in report.failed[0].reason
+        assert report.retries == 1 and report.withdrawn == ["00000004.jpg"]
         assert any("/!200,200/0/default.jpg" in p for p in srv.hits) and any("/256,256/" in p for p in srv.hits)
         srv.hits.clear()
-        big = download(_opts(root, srv, metadata=str(meta), workers=1, size=512))
-        assert big.fetched == 2 and sorted(p.name for p in (root / "images_512").iterdir()) == [
-            "00000000.jpg", "00000001.jpg"]
-        assert sorted(p.split("/")[-3] for p in srv.hits) == ["!512,512", "512,512"]
+        big = download(_opts(root, srv, metadata=str(meta), workers=1, size=512, retries=1, backoff=0.0))
+        assert big.fetched == 3 and big.retries == 1 and sorted(p.name for p in (root / "images_512").iterdir()) == [
+            "00000000.jpg", "00000001.jpg", "00000003.jpg"]
+        assert sorted(p.split("/")[-3] for p in srv.hits) == ["!512,512", "512,512", "512,512"]
     import json
 
     rep = json.loads((root / "download_report_512.json").read_text())
-    assert rep["fetched"] == 2 and rep["complete"] is False and rep["total"] == 3 and rep["withdrawn"] == 0
+    assert rep["fetched"] == 3 and rep["complete"] is False and rep["total"] == 5 and rep["withdrawn"] == 1
     assert rep["failed"][0]["image"] == "00000002.jpg" and rep["version"] == "1.3"
+
+
+def test_images_of_an_unstamped_root(tmp_path):
+    """download_images on a root that has urls.txt but no kaogen stamp (the official layout): the
+    report's version is unknown (None), not a crash."""
+    root = make_metadata(tmp_path / "root", ["ok"])
+    with IIIFServer() as srv:
+        report = D.download_images(_opts(root, srv))
+    assert report.version is None and report.fetched == 1 and report.complete
 
 
 # -------------------------------------------------------------------------------------- the metadata
