@@ -443,6 +443,13 @@ def test_write_video_formats_and_refusals(tmp_path):
     assert [f.mean().round() for f in gif_frames(gif)[0]] == [0, 128, 255]
     with Image.open(write_video(canvases, tmp_path / "a.webp", fps=5, hold=1.0)) as im:
         assert im.n_frames == 3
+    with Image.open(write_video(canvases, tmp_path / "d.webp")) as im:      # defaults: 12 fps, 2 s hold
+        durations = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            im.load()
+            durations.append(im.info["duration"])
+    assert durations == [83, 83, 2000]
     mp4 = write_video(canvases, tmp_path / "a.mp4", fps=5, hold=1.0)
     assert len(imageio.mimread(mp4, memtest=False)) == 3 + 5
     one = write_video(canvases[1:2], tmp_path / "one.mp4", fps=5, hold=0.4)         # a single canvas
