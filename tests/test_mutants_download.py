@@ -494,3 +494,66 @@ def test_metadata_saved_by_windows_tools_is_still_the_same_metadata(tmp_path):
             report = download(_opts(root, srv, metadata=str(new), version="1.3"))
             assert report.previous == "1.3" and report.replaced == [] and report.fetched == 0, name
             assert report.complete and report.present == 6
+
+
+def test_a_broken_image_on_disk_is_fetched_again(tmp_path):
+    """Resume keeps a face only when it decodes: one cut in half on disk is fetched again."""
+    meta = make_metadata(tmp_path / "meta", ["ok", "ok", "ok"])
+    root = tmp_path / "root"
+    with IIIFServer() as srv:
+        download(_opts(root, srv, metadata=str(meta)))
+        p = root / "images_256" / "00000001.jpg"
+        p.write_bytes(p.read_bytes()[:40])
+        again = download(_opts(root, srv, metadata=str(meta)))
+    assert again.fetched == 1 and again.present == 2 and again.complete
+    assert p.read_bytes() == face_bytes(1)
+
+
+def test_download_obeys_workers_and_shows_its_progress(tmp_path, monkeypatch, capsys):
+    """Through download(): --workers 1 means one request at a time; with progress on, stderr shows
+    the images_S bar counting img, ending at N/N, with the failures and retries so far."""
+    meta = make_metadata(tmp_path / "meta", ["ok", "ok", "missing", "flaky"])
+    running, peak, lock = [0], [0], threading.Lock()
+    real_get = D._get
+
+    def counting_get(url, timeout):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            time.sleep(0.02)
+            return real_get(url, timeout)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(D, "_get", counting_get)
+    with IIIFServer() as srv:
+        report = download(_opts(tmp_path / "root", srv, metadata=str(meta), workers=1, retries=1, backoff=0.0,
+                                progress=True))
+    assert report.fetched == 3 and len(report.failed) == 1 and report.retries == 1 and peak[0] == 1
+    err = capsys.readouterr().err
+    assert "images_256" in err and "4/4" in err and "img/s" in err and "failed=1" in err and "retries=1" in err
+
+
+def test_ctrl_c_during_a_download_ends_the_retries_at_once(tmp_path, monkeypatch):
+    """Ctrl-C while another face waits to retry (a 30 s backoff): the wait ends at once (the stop
+    event, never a plain sleep), and KeyboardInterrupt reaches the caller."""
+    meta = make_metadata(tmp_path / "meta", ["ok", "flaky"])
+    first_failed = threading.Event()
+    slept: list[float] = []
+    monkeypatch.setattr(D.time, "sleep", slept.append)
+
+    def get(url, timeout):
+        if "flaky-1" in url:
+            first_failed.set()
+            raise D._Transient("HTTP 503")
+        first_failed.wait(5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(D, "_get", get)
+    with IIIFServer() as srv:
+        t0 = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            download(_opts(tmp_path / "root", srv, metadata=str(meta), workers=2, retries=3, backoff=30.0))
+    assert time.perf_counter() - t0 < 10 and slept == []
