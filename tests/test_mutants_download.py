@@ -557,3 +557,37 @@ def test_ctrl_c_during_a_download_ends_the_retries_at_once(tmp_path, monkeypatch
         with pytest.raises(KeyboardInterrupt):
             download(_opts(tmp_path / "root", srv, metadata=str(meta), workers=2, retries=3, backoff=30.0))
     assert time.perf_counter() - t0 < 10 and slept == []
+
+
+def test_the_roots_own_metadata_is_reused_only_when_its_stamp_vouches_for_it(tmp_path, monkeypatch):
+    """Resume reads the root's metadata instead of the repository only when the stamp is for the
+    version asked, lists digests and every stamped file is unchanged and present; otherwise the
+    official files are fetched again (a labels.csv edited since is put back)."""
+    meta = make_metadata(tmp_path / "meta", ["ok", "ok"])
+    files = {f"/meta/{folder}/{n}": (meta / n).read_bytes() for folder in ("dataset_v1.2", "dataset_v1.3")
+             for n in ("labels.csv", "urls.txt")}
+    root = tmp_path / "root"
+    with IIIFServer(files) as srv:
+        monkeypatch.setattr(D, "OFFICIAL_REPO", srv.url + "/meta")
+        fetched = lambda: sum(n for p, n in srv.hits.items() if p.startswith("/meta/"))  # noqa: E731
+        download(_opts(root, srv))
+        n = fetched()
+        download(_opts(root, srv))
+        assert fetched() == n                                        # stamped, intact: read from the root
+        download(_opts(root, srv, version="1.2"))
+        assert fetched() > n                                         # another version: fetched
+        n = fetched()
+        (root / "labels.csv").write_text("image,gender,status,set\n")
+        download(_opts(root, srv, version="1.2"))
+        assert fetched() > n and (root / "labels.csv").read_bytes() == (meta / "labels.csv").read_bytes()
+        n = fetched()
+        (root / "kaokore_version.txt").write_text("1.2\n")          # an old stamp without digests
+        download(_opts(root, srv, version="1.2"))
+        assert fetched() > n
+        n = fetched()
+        (root / "urls.txt").unlink()
+        for face in (root / "images_256").iterdir():
+            face.unlink()
+        (root / "kaokore_version.txt").write_text(D.stamp_text(root, "1.2"))   # stamps labels.csv only
+        download(_opts(root, srv, version="1.2"))
+        assert fetched() > n and (root / "urls.txt").read_bytes() == (meta / "urls.txt").read_bytes()
