@@ -591,3 +591,19 @@ def test_the_roots_own_metadata_is_reused_only_when_its_stamp_vouches_for_it(tmp
         (root / "kaokore_version.txt").write_text(D.stamp_text(root, "1.2"))   # stamps labels.csv only
         download(_opts(root, srv, version="1.2"))
         assert fetched() > n and (root / "urls.txt").read_bytes() == (meta / "urls.txt").read_bytes()
+
+
+def test_the_report_file_is_readable_json(tmp_path):
+    """download_report_S.json: one field a line (indent 2), non-ASCII kept as written (a Japanese URL
+    stays legible), a final newline; complete and the withdrawn count are in it."""
+    import json
+
+    report = D.DownloadReport(total=3, fetched=1, failed=[D.Failure("00000001.jpg", "画像", "not an http(s) IIIF URL")],
+                              withdrawn=["00000002.jpg"], version="1.3")
+    path = D.write_report(tmp_path, 512, report)
+    text = path.read_text(encoding="utf-8")
+    assert path == tmp_path / "download_report_512.json" and text.endswith("}\n")
+    assert '\n  "fetched": 1,\n' in text and '"url": "画像"' in text
+    data = json.loads(text)
+    assert data["complete"] is False and data["withdrawn"] == 1 and data["failed"][0]["image"] == "00000001.jpg"
+    assert data["version"] == "1.3" and data["total"] == 3 and data["present"] == 0
