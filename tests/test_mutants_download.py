@@ -607,3 +607,24 @@ def test_the_report_file_is_readable_json(tmp_path):
     data = json.loads(text)
     assert data["complete"] is False and data["withdrawn"] == 1 and data["failed"][0]["image"] == "00000001.jpg"
     assert data["version"] == "1.3" and data["total"] == 3 and data["present"] == 0
+
+
+def test_failures_are_listed_by_image_with_their_url_and_the_time_is_the_runs(tmp_path, monkeypatch):
+    """Failures finish in any order but are reported sorted by image, each with the URL asked; the
+    report's seconds is the run's wall time."""
+    meta = make_metadata(tmp_path / "meta", ["missing"] * 4)
+
+    def get(url, timeout):
+        i = int(url.split("missing-")[1].split(".")[0])
+        time.sleep(0.03 * (4 - i))                 # the first faces fail last
+        raise D._Permanent("HTTP 404")
+
+    monkeypatch.setattr(D, "_get", get)
+    with IIIFServer() as srv:
+        t0 = time.perf_counter()
+        report = download(_opts(tmp_path / "root", srv, metadata=str(meta), workers=4))
+        wall = time.perf_counter() - t0
+    assert [f.image for f in report.failed] == [f"{i:08d}.jpg" for i in range(4)]
+    assert [f.url for f in report.failed] == [
+        f"{srv.url}/iiif/NRE/missing-{i}.tif/10,10,100,100/256,256/0/default.jpg" for i in range(4)]
+    assert 0.09 <= report.seconds <= wall
