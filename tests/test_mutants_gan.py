@@ -532,3 +532,13 @@ def test_a_run_is_as_long_as_its_kimg_also_when_kimg_times_1000_is_not_exact(tmp
     more = tiny_trainer(tmp_path / "more", batch=500, kimg=1.001, snapshot_kimg=1.0, augment="none")
     more.train(progress=False)
     assert more.nimg == 1500 and [r["kimg"] for r in rows_of(tmp_path / "more")] == [1.0, 1.5]
+
+
+def test_train_shows_its_progress_in_images_by_default(tmp_path, capsys):
+    """train() without arguments shows a progress bar on stderr, counted in images (4/4 after one
+    step of batch 4); train(progress=False) shows nothing."""
+    tiny_trainer(tmp_path / "a", kimg=0.004).train()
+    err = capsys.readouterr().err
+    assert "gan" in err and "4/4" in err, err
+    tiny_trainer(tmp_path / "b", kimg=0.004).train(progress=False)
+    assert capsys.readouterr().err == ""
