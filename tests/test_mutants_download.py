@@ -628,3 +628,12 @@ def test_failures_are_listed_by_image_with_their_url_and_the_time_is_the_runs(tm
     assert [f.url for f in report.failed] == [
         f"{srv.url}/iiif/NRE/missing-{i}.tif/10,10,100,100/256,256/0/default.jpg" for i in range(4)]
     assert 0.09 <= report.seconds <= wall
+
+
+def test_a_root_below_folders_that_do_not_exist_yet_is_created(tmp_path):
+    """--root a/b/c where a/ does not exist: the folders are created (like mkdir -p)."""
+    meta = make_metadata(tmp_path / "meta", ["ok"])
+    root = tmp_path / "new" / "deeper" / "root"
+    with IIIFServer() as srv:
+        report = download(_opts(root, srv, metadata=str(meta)))
+    assert report.complete and (root / "images_256" / "00000000.jpg").is_file()
