@@ -637,3 +637,41 @@ def test_a_root_below_folders_that_do_not_exist_yet_is_created(tmp_path):
     with IIIFServer() as srv:
         report = download(_opts(root, srv, metadata=str(meta)))
     assert report.complete and (root / "images_256" / "00000000.jpg").is_file()
+
+
+def test_version_switch_edges_stray_images_counts_and_a_crash_midway(tmp_path, monkeypatch):
+    """Images numbered past the end of urls.txt (old or new) are removed and fetched if the target
+    has them; fetch_metadata counts the kept ones; a crash while the new metadata is written leaves
+    the old urls.txt in place (it is written after every other file), so the next run still knows
+    which version the images are."""
+    old, new = make_metadata(tmp_path / "old", OLD), make_metadata(tmp_path / "new", NEW)
+    for d in (old, new):
+        (d / "labels.metadata.en.txt").write_text(f"{d.name}\n")
+    root = tmp_path / "root"
+    with IIIFServer() as srv:
+        download(_opts(root, srv, metadata=str(old), version="1.2"))
+        for i in (6, 7):                                   # 6 == len(old urls), 7 == len(new urls)
+            (root / "images_256" / f"{i:08d}.jpg").write_bytes(face_bytes(300 + i))
+        real = D.atomic_write_bytes
+
+        def crash_on_en(dest, data):
+            if dest.name == "labels.metadata.en.txt":
+                raise OSError("disk full")
+            return real(dest, data)
+
+        monkeypatch.setattr(D, "atomic_write_bytes", crash_on_en)
+        with pytest.raises(OSError):
+            D.fetch_metadata(_opts(root, srv, metadata=str(new), version="1.3"))
+        assert (root / "urls.txt").read_bytes() == (old / "urls.txt").read_bytes()
+        monkeypatch.setattr(D, "atomic_write_bytes", real)
+        rec = D.fetch_metadata(_opts(root, srv, metadata=str(new), version="1.3"))
+        assert rec.kept == 4 and rec.previous == "1.2"
+    old2 = tmp_path / "again"
+    with IIIFServer() as srv:
+        download(_opts(old2, srv, metadata=str(old), version="1.2"))
+        for i in (6, 7):
+            (old2 / "images_256" / f"{i:08d}.jpg").write_bytes(face_bytes(300 + i))
+        report = download(_opts(old2, srv, metadata=str(new), version="1.3"))
+    assert report.replaced == ["00000002.jpg", "00000004.jpg", "00000006.jpg", "00000007.jpg"]
+    assert not (old2 / "images_256" / "00000007.jpg").exists()
+    assert (old2 / "images_256" / "00000006.jpg").read_bytes() == face_bytes(6)
