@@ -278,6 +278,9 @@ def test_export_size_limits(tmp_path, size, ok):
 
 @pytest.mark.parametrize("fps,ok", [(0.0, False), (-1.0, False), (1e-3, True)])
 def test_export_fps_must_be_positive(tmp_path, fps, ok):
+    """--fps is refused at 0 and below and accepted for any positive rate, however small (checked before
+    rendering). Guards against a check that lets 0 through (a division by zero in the writers) or
+    refuses slow rates."""
     p = small_painting(2)
     with pytest.raises(KaogenError) as e:
         export(p, tmp_path / "missing" / "a.gif", ExportOptions(size=16, fps=fps))
@@ -524,6 +527,8 @@ def test_mp4_pads_odd_sides_with_edge_pixels_and_holds_the_end(tmp_path, aspect,
 
 
 def test_mp4_with_no_hold_has_one_frame_per_stage(tmp_path):
+    """--hold 0: an MP4 has exactly one frame per stage, no held extra frame (guards against a minimum
+    of one held frame)."""
     import imageio.v2 as imageio
 
     p = small_painting(6)
