@@ -79,13 +79,13 @@ class GeneratorBundle:
         return self.G.mapping(z, self.label(label, len(seeds)), truncation)
 
     @torch.no_grad()
-    def synthesize(self, ws: torch.Tensor, batch: int = 16) -> torch.Tensor:  # pragma: no mutate (batch only splits the work)
+    def synthesize(self, ws: torch.Tensor, batch: int = 16) -> torch.Tensor:
         """ws (N, num_ws, w_dim) -> images (N, 3, R, R) in [0, 1]."""
         out = [self.G.synthesis(ws[i:i + batch], noise="const") for i in range(0, len(ws), batch)]
         return ((torch.cat(out) + 1) / 2).clamp(0, 1).cpu()
 
     def generate(self, seeds: list[int], truncation: float = 1.0, label: str | None = None, device=None,
-                 batch: int = 16) -> torch.Tensor:  # pragma: no mutate (batch only splits the work: a seed's image is the same in any batch)
+                 batch: int = 16) -> torch.Tensor:
         if device is not None and torch.device(device) != self.device:
             self.G.to(device)
         return self.synthesize(self.ws(seeds, truncation, label), batch)
