@@ -12,7 +12,7 @@ import torch
 from kaogen.errors import KaogenError
 from kaogen.ist import actions as A
 from kaogen.ist.painter import Generator, NeuralPainter
-from kaogen.ist.transfer import PAPER, ISTOptions, StrokeField, block_grid, grid_phases, phases, place
+from kaogen.ist.transfer import PAPER, ISTOptions, StrokeField, block_grid, grid_phases, phases, place, transfer
 
 
 @pytest.fixture
@@ -160,3 +160,118 @@ def test_stroke_field_fills_every_block_and_starts_on_the_targets_colours(painte
     other = StrokeField(target, painter, ISTOptions(size=size, strokes=50, steps=1, loss="offline", seed=1))
     assert not torch.equal(other.actions(), field.actions()) and not torch.equal(other.z, field.z)
     assert math.ceil(294 / 49) == 6                            # the default: 49 blocks x 6 = 294
+
+
+# ------------------------------------------------------------------------- transfer() end to end
+
+def _tiny(**kw):
+    """A one-block canvas (64 px), few strokes, the offline loss: the cheapest painting."""
+    return ISTOptions(**{**dict(size=64, strokes=6, steps=0, loss="offline", robust=False), **kw})
+
+
+def test_transfer_reads_the_picture_resized_like_pil_bilinear(painter):
+    """The target is the picture resized to the canvas with antialiased bilinear filtering (what PIL's
+    BILINEAR resize gives, pixel centres aligned): with 0 steps every stroke starts in the colour of
+    the PIL-resized picture under its control point (a noisy 150 x 200 picture, so an aliased or
+    corner-aligned resize reads other colours). Guards against dropping the antialias filter or
+    aligning corners."""
+    import numpy as np
+    from PIL import Image
+
+    img = torch.rand(3, 150, 200, generator=torch.Generator().manual_seed(3))
+    img = (img * 255).round() / 255                                            # exactly 8-bit
+    pil = Image.fromarray((img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).resize((64, 64), Image.BILINEAR)
+    ref = (torch.from_numpy(np.array(pil)).permute(2, 0, 1).float() / 255).clamp(0.02, 0.98)
+    p, _ = transfer(painter, img, _tiny(strokes=30))
+    s = p.strokes                                                               # x, y, size of block, 12 actions, noise
+    assert abs(p.aspect - 200 / 150) < 1e-6
+    for r in s:
+        col, row = int(64 * float(r[3 + 2])), int(64 * float(r[3 + 3]))     # one block at (0, 0)
+        torch.testing.assert_close(r[3 + 9:3 + 12], ref[:, row, col], atol=0.01, rtol=0)
+
+
+def test_transfer_paints_a_picture_outside_0_1_as_its_clamp(painter):
+    """A picture with values below 0 and above 2 is painted exactly as the same picture clamped to
+    [0, 1] (the target is clamped once, after resizing), optimisation steps included. Guards against
+    either bound of the clamp dropped or loosened."""
+    img = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(4)) * 4 - 1.5     # in [-1.5, 2.5]
+    opts = _tiny(steps=3, strokes=2)
+    a, _ = transfer(painter, img, opts)
+    b, _ = transfer(painter, img.clamp(0, 1), opts)
+    assert torch.equal(a.strokes, b.strokes)
+
+
+def test_transfer_leaves_the_painter_frozen(painter):
+    """The painter is a fixed renderer: after an optimisation its weights are unchanged, need no
+    gradient and have collected none (no memory or time spent on them). Guards against the painter
+    left trainable."""
+    before = [t.detach().clone() for t in painter.gen.parameters()]
+    transfer(painter, torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(5)), _tiny(steps=2, strokes=1))
+    params = list(painter.gen.parameters())
+    assert all(not t.requires_grad and t.grad is None for t in params)
+    assert all(torch.equal(t, u) for t, u in zip(params, before))
+
+
+def test_transfer_provenance_and_progress_bar(painter, capsys):
+    """The provenance names the method, checkpoint, brush, the source (empty unless given), seed, steps,
+    loss and kaogen version; the progress bar ("ist: ...") is written to stderr only when asked.
+    Guards against a changed default source or a bar shown by default, hidden or renamed."""
+    from kaogen import __version__
+
+    img = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(6))
+    p, frames = transfer(painter, img, _tiny(steps=1, strokes=1, seed=3))
+    assert p.provenance == {"method": "ist", "checkpoint": painter.source, "brush": painter.brush, "source": "",
+                            "seed": 3, "steps": 1, "loss": "offline", "kaogen": __version__}
+    assert frames == [] and "ist" not in capsys.readouterr().err
+    transfer(painter, img, _tiny(steps=1, strokes=1), progress=True, source="a.png")
+    import re
+    assert re.search(r"(^|\r)ist: +100%", capsys.readouterr().err)
+
+
+def test_robust_transforms_are_small_shared_and_on_odd_steps(painter, monkeypatch):
+    """robust=True (Nakano): on the odd steps of the first 80 % (steps 1, 3, ..., 15 of 20), canvas and
+    target go through one random affine transform, the same for both, never the identity: a rotation
+    within 2 degrees, a scale within 2 %, a shift within 1 % of the canvas, each of the three present.
+    Guards against transforms dropped, applied on other steps, drawn separately for canvas and target,
+    only sometimes applied, or of another range."""
+    import kornia.augmentation as KA
+
+    calls = []
+
+    class Spy(KA.RandomAffine):
+        def forward(self, x, *a, **k):
+            out = super().forward(x, *a, **k)
+            calls.append((x.detach().clone(), self.transform_matrix.detach().clone()))
+            return out
+
+    monkeypatch.setattr(KA, "RandomAffine", Spy)
+    img = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(7))
+    _, frames = transfer(painter, img, _tiny(steps=20, strokes=1, robust=True, video_every=1))
+    steps = [next(i for i, f in enumerate(frames) if torch.equal(f, x[0])) for x, _ in calls]
+    assert steps == [1, 3, 5, 7, 9, 11, 13, 15]
+    c = torch.tensor([31.5, 31.5, 1.0])
+    angles, scales, shifts = [], [], []
+    for x, M in calls:
+        assert x.shape == (2, 3, 64, 64) and M.shape == (2, 3, 3)
+        assert torch.equal(M[0], M[1])                                       # the same for canvas and target
+        m = M[0]
+        assert not torch.allclose(m, torch.eye(3), atol=1e-6)                # every time
+        s = float(torch.linalg.det(m[:2, :2])) ** 0.5
+        angles.append(math.degrees(math.atan2(float(m[1, 0]), float(m[0, 0]))))
+        scales.append(s - 1)
+        shifts.append(float((m @ c - c)[:2].abs().max()))
+    assert max(map(abs, angles)) <= 2 + 1e-4 and max(map(abs, scales)) <= 0.02 + 1e-5
+    assert max(shifts) <= 0.01 * 64 + 1e-3
+    assert max(map(abs, angles)) > 0.05 and max(map(abs, scales)) > 1e-4 and max(shifts) > 1e-2
+
+
+def test_stroke_field_moves_with_its_phases(painter):
+    """StrokeField.to(device) returns the field with its parameters, buffers and the phases' index
+    tensors all on that device (here the meta device, standing for an accelerator), the index tensors
+    still whole numbers. Guards against the phases left behind (a host-to-device copy per stroke)."""
+    field = StrokeField(torch.rand(3, 64, 64), painter, _tiny(strokes=3))
+    moved = field.to("meta")
+    assert moved is field
+    assert all(t.device.type == "meta" for t in [*field.parameters(), *field.buffers()])
+    for ph in field.phases:
+        assert all(t.device.type == "meta" and t.dtype == torch.long for t in (ph.blocks, ph.row, ph.col))
