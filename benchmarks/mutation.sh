@@ -8,6 +8,7 @@
 #   bash benchmarks/mutation.sh data/download show kaogen.data.download.x_fetch_one__mutmut_12
 #   bash benchmarks/mutation.sh data/download run 'kaogen.data.download.x_fetch_one__mutmut_12'
 #   bash benchmarks/mutation.sh data/download rerun   # the current tests against the last survivors
+#   bash benchmarks/mutation.sh render/export equivalent NAME 'why it behaves the same'
 #
 # Too slow for CI (minutes to an hour per module on 2 cores); it is not part of .ci/run. Each
 # module is run with only its own test files (MODULES below), in build/mutation/<module>/, a
@@ -19,6 +20,9 @@
 # Each pass ends with mutmut's summary and writes build/mutation/<module>/summary.txt
 # (killed / survived / no tests / timeout, kill rate) and survivors.txt, and appends the summary
 # line to build/mutation/history.txt (time, commit, action), the record of before and after.
+# Equivalent mutants (same behaviour for every input) are listed by name in
+# benchmarks/mutation-equivalent.txt with a hash of their diff and the reason; a survivor counts as
+# equivalent only while its diff is the one judged (mutmut renumbers mutants when a function changes).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$REPO"
@@ -56,6 +60,7 @@ declare -A MODULES=(
 # modules of which only some functions are in scope: mutmut's name patterns (fnmatch)
 declare -A ONLY=(
   [l2p/networks]="kaogen.l2p.networks.x_pick_free__mutmut_*"
+  [gan/train]="kaogen.gan.train.xǁGANTrainerǁsnapshot__mutmut_* kaogen.gan.train.xǁGANTrainerǁresume__mutmut_* kaogen.gan.train.xǁGANTrainerǁtrain__mutmut_*"
 )
 ORDER="render/coverage render/tiles render/composite render/export data/download data/metadata data/splits data/iiif data/datasets images checkpoint config l2p/refine l2p/plan l2p/distance l2p/networks gan/augment gan/ada gan/train gan/sample ist/transfer"
 
@@ -121,12 +126,16 @@ if [ "$ACTION" = fresh ]; then
 fi
 [ -d "$WORK" ] || { echo "mutation.sh: no pass for $MOD yet: bash $0 $MOD" >&2; exit 2; }
 cd "$WORK"
+# processes the tests start (torchrun, subprocess CLIs) import the mutated tree, not the installed kaogen
+export PYTHONPATH="$WORK/mutants${PYTHONPATH:+:$PYTHONPATH}"
 export REPO MUTATION_ACTION="${FIRST:-$ACTION}" MUTATION_REV="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || true)"
 
 summarise() {
   [ "${1:-}" = keep ] || mutmut results --all true > results.txt 2>/dev/null || true
-  python - "$MOD" <<'PY'
-import collections, re, sys
+  python - "$MOD" "$REPO/benchmarks/mutation-equivalent.txt" <<'PY'
+import collections, datetime, os, re, subprocess, sys
+sys.path.insert(0, os.path.join(os.environ["REPO"], "benchmarks"))
+from mutation_equivalent import diff_hash, read_equivalents
 counts = collections.Counter()
 survivors = []
 for line in open("results.txt"):
@@ -135,19 +144,31 @@ for line in open("results.txt"):
         counts[m.group(2).strip()] += 1
         if m.group(2).strip() == "survived":
             survivors.append(m.group(1))
+# survivors listed as equivalent count as such only while their mutation is still the one judged
+known = read_equivalents(sys.argv[2])
+equivalent, stale = [], []
+for name in survivors:
+    if name in known:
+        (equivalent if diff_hash(name) == known[name][0] else stale).append(name)
+left = [n for n in survivors if n not in equivalent]
 killed = counts["killed"] + counts["timeout"] + counts["segfault"] + counts["caught by type check"]
 tested = killed + counts["survived"]
 rate = f"{100 * killed / tested:.1f} %" if tested else "n/a"
+real = tested - len(equivalent)
+rate_real = f"{100 * killed / real:.1f} %" if real else "n/a"
 line = (f"kaogen/{sys.argv[1]}.py: {sum(counts.values())} mutants, killed {counts['killed']}, "
-        f"timeout {counts['timeout']}, survived {counts['survived']}, no tests {counts['no tests']}, "
-        f"skipped {counts['skipped']}, not checked {counts['not checked']}, kill rate {rate} of tested")
+        f"timeout {counts['timeout']}, survived {counts['survived']} (equivalent {len(equivalent)}), "
+        f"no tests {counts['no tests']}, skipped {counts['skipped']}, not checked {counts['not checked']}, "
+        f"kill rate {rate} of tested, {rate_real} of the non-equivalent")
+for name in stale:
+    print(f"mutation.sh: {name} is listed as equivalent, but its mutation changed since: judge it again")
 print(line)
 open("summary.txt", "w").write(line + "\n")
-import datetime, os
 with open(os.path.join(os.environ["REPO"], "build", "mutation", "history.txt"), "a") as f:
     f.write(f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} {os.environ.get('MUTATION_REV', '')} "
             f"{os.environ.get('MUTATION_ACTION', '')} {line}\n")
-open("survivors.txt", "w").write("".join(s + "\n" for s in survivors))
+open("survivors.txt", "w").write("".join(s + "\n" for s in left))
+open("equivalent.txt", "w").write("".join(s + "\n" for s in equivalent))
 PY
 }
 
@@ -177,7 +198,11 @@ PY
     [ $# -eq 0 ] && [ -n "${ONLY[$MOD]+x}" ] && set -- ${ONLY[$MOD]}
     mutmut run --max-children "${MUTATION_JOBS:-1}" "$@" || echo "mutation.sh: mutmut exited $?"
     summarise ;;
-  results) summarise; cat survivors.txt ;;
+  results) summarise keep; cat survivors.txt ;;   # the verdicts the last run or rerun wrote (mutmut itself
+                             # forgets the others' verdicts once a rerun has copied new tests in)
+  equivalent)                # equivalent NAME "reason": list a surviving mutant as equivalent (same behaviour)
+    [ $# -ge 2 ] || { echo "mutation.sh: usage: $0 $MOD equivalent NAME 'why it behaves the same'" >&2; exit 2; }
+    python "$REPO/benchmarks/mutation_equivalent.py" add "$REPO/benchmarks/mutation-equivalent.txt" "$1" "$2" ;;
   show) for m in "$@"; do mutmut show "$m"; done ;;
   *) mutmut "$ACTION" "$@" ;;
 esac
