@@ -95,7 +95,6 @@ def _less(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (b - a).sign_().clamp_(min=0.0)
 
 
-@torch.no_grad()
 def closest_point(s: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, H: int, W: int):
     """t* of the closest curve point for every pixel, and the squared distance to it.
 
@@ -103,55 +102,57 @@ def closest_point(s: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, H: int, W
            (M, h, w) grids are fastest (ops mixing an (M, 1, w) and an (M, h, 1) operand are slow).
     Returns: t (M, h, w) in [0, 1] and d2 (M, h, w) in px^2.
     """
-    p0, a, b = _curve_px(s, H, W)
-    ax, ay, bx, by = _e(a[:, 0]), _e(a[:, 1]), _e(b[:, 0]), _e(b[:, 1])
-    dx, dy = _e(p0[:, 0]) - xs, _e(p0[:, 1]) - ys                                   # P0 - p
+    # no_grad inside the body, not as a decorator: mutmut 3 skips decorated functions
+    with torch.no_grad():
+        p0, a, b = _curve_px(s, H, W)
+        ax, ay, bx, by = _e(a[:, 0]), _e(a[:, 1]), _e(b[:, 0]), _e(b[:, 1])
+        dx, dy = _e(p0[:, 0]) - xs, _e(p0[:, 1]) - ys                                   # P0 - p
 
-    # d/dt |B(t) - p|^2 = 0 over 4|b|^2 is t^3 + 3 kx t^2 + 3 ky t + kz = 0 with
-    # kx = a.b/|b|^2, ky = (2 a.a + d.b)/(3|b|^2), kz = d.a/|b|^2, d = P0 - p. With t = u - kx it
-    # becomes u^3 + 3 P u + Q = 0, where P and Q are affine in dx and dy (per-stroke coefficients).
-    kk = 1.0 / (b * b).sum(-1).clamp(min=1e-8)                                       # (M,)
-    kx = (a * b).sum(-1) * kk
-    cy = 2 * (a * a).sum(-1) * kk / 3
-    P = (dx * _e(kk / 3 * b[:, 0])).add_(_e(cy - kx * kx)) + dy * _e(kk / 3 * b[:, 1])
-    Q = (dx * _e(kk * (a[:, 0] - kx * b[:, 0]))).add_(_e(2 * kx ** 3 - 3 * kx * cy)) \
-        + dy * _e(kk * (a[:, 1] - kx * b[:, 1]))
-    kx = _e(kx)
-    D = torch.addcmul(Q * Q, P * P, P, value=4.0)
-    # One real root where D >= 0 (Cardano, cancellation-free form): C = sign(Q) cbrt((|Q| + sqrt D) / 2),
-    # u = P / C - C. Both branches are computed everywhere and kept finite (clamped to [0, 1]) so
-    # that the float-mask mix below never meets an inf or NaN.
-    C = torch.copysign(((Q.abs() + D.clamp(min=0).sqrt_()) * 0.5).pow_(1 / 3).clamp_(min=1e-30), Q)
-    t_one = (P / C).sub_(C).sub_(kx).clamp_(0.0, 1.0)
-    # Three real roots u_k = 2 z cos(phi + 2 pi k / 3) where D < 0. The middle one (k = 2) is a local
-    # maximum of the distance, and an end of [0, 1] that is the minimum is always the clamp of the
-    # smallest or the largest root, so k = 0 (largest) and k = 1 (smallest) are the only candidates.
-    z = (-P).clamp_(min=1e-12).sqrt_()
-    c = (Q / (z * z * z).mul_(-2)).clamp_(-1.0, 1.0).acos_().div_(3).cos_()      # cos(phi), phi in [0, pi/3]
-    sn = (1 - c * c).clamp_(min=0).sqrt_()                                          # sin(phi)
-    one = D.sign_().clamp_(min=0.0)                                                 # 1 where one real root
-    cands = (torch.lerp((2 * z * c).sub_(kx).clamp_(0.0, 1.0), t_one, one),
-             torch.lerp((c + math.sqrt(3) * sn).mul_(z).neg_().sub_(kx).clamp_(0.0, 1.0), t_one, one))
+        # d/dt |B(t) - p|^2 = 0 over 4|b|^2 is t^3 + 3 kx t^2 + 3 ky t + kz = 0 with
+        # kx = a.b/|b|^2, ky = (2 a.a + d.b)/(3|b|^2), kz = d.a/|b|^2, d = P0 - p. With t = u - kx it
+        # becomes u^3 + 3 P u + Q = 0, where P and Q are affine in dx and dy (per-stroke coefficients).
+        kk = 1.0 / (b * b).sum(-1).clamp(min=1e-8)                                       # (M,)
+        kx = (a * b).sum(-1) * kk
+        cy = 2 * (a * a).sum(-1) * kk / 3
+        P = (dx * _e(kk / 3 * b[:, 0])).add_(_e(cy - kx * kx)) + dy * _e(kk / 3 * b[:, 1])
+        Q = (dx * _e(kk * (a[:, 0] - kx * b[:, 0]))).add_(_e(2 * kx ** 3 - 3 * kx * cy)) \
+            + dy * _e(kk * (a[:, 1] - kx * b[:, 1]))
+        kx = _e(kx)
+        D = torch.addcmul(Q * Q, P * P, P, value=4.0)
+        # One real root where D >= 0 (Cardano, cancellation-free form): C = sign(Q) cbrt((|Q| + sqrt D) / 2),
+        # u = P / C - C. Both branches are computed everywhere and kept finite (clamped to [0, 1]) so
+        # that the float-mask mix below never meets an inf or NaN.
+        C = torch.copysign(((Q.abs() + D.clamp(min=0).sqrt_()) * 0.5).pow_(1 / 3).clamp_(min=1e-30), Q)
+        t_one = (P / C).sub_(C).sub_(kx).clamp_(0.0, 1.0)
+        # Three real roots u_k = 2 z cos(phi + 2 pi k / 3) where D < 0. The middle one (k = 2) is a local
+        # maximum of the distance, and an end of [0, 1] that is the minimum is always the clamp of the
+        # smallest or the largest root, so k = 0 (largest) and k = 1 (smallest) are the only candidates.
+        z = (-P).clamp_(min=1e-12).sqrt_()
+        c = (Q / (z * z * z).mul_(-2)).clamp_(-1.0, 1.0).acos_().div_(3).cos_()      # cos(phi), phi in [0, pi/3]
+        sn = (1 - c * c).clamp_(min=0).sqrt_()                                          # sin(phi)
+        one = D.sign_().clamp_(min=0.0)                                                 # 1 where one real root
+        cands = (torch.lerp((2 * z * c).sub_(kx).clamp_(0.0, 1.0), t_one, one),
+                 torch.lerp((c + math.sqrt(3) * sn).mul_(z).neg_().sub_(kx).clamp_(0.0, 1.0), t_one, one))
 
-    def offset(t):  # B(t) - p and its squared length
-        qx = (bx * t).add_(2 * ax).mul_(t) + dx
-        qy = (by * t).add_(2 * ay).mul_(t) + dy
-        return qx, qy, torch.addcmul(qx * qx, qy, qy)
+        def offset(t):  # B(t) - p and its squared length
+            qx = (bx * t).add_(2 * ax).mul_(t) + dx
+            qy = (by * t).add_(2 * ay).mul_(t) + dy
+            return qx, qy, torch.addcmul(qx * qx, qy, qy)
 
-    t = cands[0]
-    qx, qy, d2 = offset(t)
-    qx1, qy1, d21 = offset(cands[1])
-    closer = _less(d21, d2)
-    t, qx, qy, d2 = torch.lerp(t, cands[1], closer), torch.lerp(qx, qx1, closer), torch.lerp(qy, qy1, closer), \
-        torch.minimum(d2, d21)
-    # One Newton step on d/dt |B(t) - p|^2 = 0, kept only where it gets closer.
-    tx, ty = (bx * t).add_(ax).mul_(2), (by * t).add_(ay).mul_(2)                 # B'(t)
-    f1 = torch.addcmul(qx * tx, qy, ty)
-    f2 = torch.addcmul(tx * tx, ty, ty).add_(torch.addcmul(qx * bx, qy, by), alpha=2.0)
-    tn = (t - f1 / f2.clamp(min=1e-9)).clamp_(0.0, 1.0)
-    _, _, d2n = offset(tn)
-    keep = _less(d2n, d2).mul_((f2 - 1e-9).sign_().clamp_(min=0.0))
-    return torch.lerp(t, tn, keep), torch.lerp(d2, d2n, keep)
+        t = cands[0]
+        qx, qy, d2 = offset(t)
+        qx1, qy1, d21 = offset(cands[1])
+        closer = _less(d21, d2)
+        t, qx, qy, d2 = torch.lerp(t, cands[1], closer), torch.lerp(qx, qx1, closer), torch.lerp(qy, qy1, closer), \
+            torch.minimum(d2, d21)
+        # One Newton step on d/dt |B(t) - p|^2 = 0, kept only where it gets closer.
+        tx, ty = (bx * t).add_(ax).mul_(2), (by * t).add_(ay).mul_(2)                 # B'(t)
+        f1 = torch.addcmul(qx * tx, qy, ty)
+        f2 = torch.addcmul(tx * tx, ty, ty).add_(torch.addcmul(qx * bx, qy, by), alpha=2.0)
+        tn = (t - f1 / f2.clamp(min=1e-9)).clamp_(0.0, 1.0)
+        _, _, d2n = offset(tn)
+        keep = _less(d2n, d2).mul_((f2 - 1e-9).sign_().clamp_(min=0.0))
+        return torch.lerp(t, tn, keep), torch.lerp(d2, d2n, keep)
 
 
 def alpha_in_windows(

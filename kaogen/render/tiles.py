@@ -62,49 +62,50 @@ def _boxes(s: torch.Tensor, H: int, W: int) -> torch.Tensor:
     return torch.stack([t0[:, 1], t0[:, 0], t1[:, 1] - t0[:, 1], t1[:, 0] - t0[:, 0], finite.long()], 1)
 
 
-@torch.no_grad()
 def stroke_tiles(s: torch.Tensor, H: int, W: int) -> StrokeTiles:
     """Exact (hard-ramp) alpha of strokes s (M, 13) on an H x W canvas, tile by tile.
 
     Host synchronisations: two per call whatever the stroke count (the tile boxes, read back in one
     transfer, and the list of tiles that survive culling); none per stroke.
     """
-    s = S.check_strokes(s, finite=False).reshape(-1, S.NUM_FIELDS)
-    dev, dt = s.device, s.dtype
-    box = _boxes(s, H, W)                                                            # (M, 5) on the device
-    rows = box.tolist()                                                              # the one transfer
-    if not all(r[4] for r in rows):
-        raise S.not_finite_error(s)
-    boxes, N = [], 0
-    for ty0, tx0, th, tw, _ in rows:
-        boxes.append((ty0, tx0, th, tw, N))
-        N += th * tw
-    ty0, tx0, th, tw = box[:, 0], box[:, 1], box[:, 2], box[:, 3]
-    counts = th * tw
-    offset = torch.cumsum(counts, 0) - counts
-    alpha = torch.zeros(N, TILE, TILE, device=dev, dtype=dt)
-    if N == 0:
+    # no_grad inside the body, not as a decorator: mutmut 3 skips decorated functions
+    with torch.no_grad():
+        s = S.check_strokes(s, finite=False).reshape(-1, S.NUM_FIELDS)
+        dev, dt = s.device, s.dtype
+        box = _boxes(s, H, W)                                                            # (M, 5) on the device
+        rows = box.tolist()                                                              # the one transfer
+        if not all(r[4] for r in rows):
+            raise S.not_finite_error(s)
+        boxes, N = [], 0
+        for ty0, tx0, th, tw, _ in rows:
+            boxes.append((ty0, tx0, th, tw, N))
+            N += th * tw
+        ty0, tx0, th, tw = box[:, 0], box[:, 1], box[:, 2], box[:, 3]
+        counts = th * tw
+        offset = torch.cumsum(counts, 0) - counts
+        alpha = torch.zeros(N, TILE, TILE, device=dev, dtype=dt)
+        if N == 0:
+            return StrokeTiles(ty0, tx0, th, tw, offset, alpha, boxes)
+        m = torch.repeat_interleave(torch.arange(len(s), device=dev), counts, output_size=N)   # (N,) stroke of each tile
+        local = torch.arange(N, device=dev) - offset[m]
+        ty, tx = ty0[m] + local // tw[m], tx0[m] + local % tw[m]
+        reach = S.radius(s).amax(-1) * min(H, W) + 0.5 + TILE * 0.7072 + 1e-3           # (M,) px
+        near = []
+        for a in range(0, N, 64 * CHUNK):                                               # tile centres
+            sl = slice(a, a + 64 * CHUNK)
+            ms = m[sl]
+            cx = ((tx[sl].to(dt) + 0.5) * TILE)[:, None, None]
+            cy = ((ty[sl].to(dt) + 0.5) * TILE)[:, None, None]
+            near.append(closest_point(s[ms], cx, cy, H, W)[1].view(-1) <= reach[ms] ** 2)
+        active = torch.cat(near).nonzero().view(-1)                                      # one transfer per call
+        offs = torch.arange(TILE, device=dev, dtype=dt) + 0.5
+        ox, oy = offs.expand(1, TILE, TILE), offs[:, None].expand(1, TILE, TILE)
+        for a in range(0, len(active), CHUNK):                                          # pixels of near tiles
+            idx = active[a:a + CHUNK]
+            xs = (tx[idx].to(dt) * TILE)[:, None, None] + ox                              # (K, 8, 8) px; full grids
+            ys = (ty[idx].to(dt) * TILE)[:, None, None] + oy                              # run faster than (K,1,8) x (K,8,1)
+            alpha[idx] = alpha_at(s[m[idx]], xs, ys, H, W, hard_ramp)
         return StrokeTiles(ty0, tx0, th, tw, offset, alpha, boxes)
-    m = torch.repeat_interleave(torch.arange(len(s), device=dev), counts, output_size=N)   # (N,) stroke of each tile
-    local = torch.arange(N, device=dev) - offset[m]
-    ty, tx = ty0[m] + local // tw[m], tx0[m] + local % tw[m]
-    reach = S.radius(s).amax(-1) * min(H, W) + 0.5 + TILE * 0.7072 + 1e-3           # (M,) px
-    near = []
-    for a in range(0, N, 64 * CHUNK):                                               # tile centres
-        sl = slice(a, a + 64 * CHUNK)
-        ms = m[sl]
-        cx = ((tx[sl].to(dt) + 0.5) * TILE)[:, None, None]
-        cy = ((ty[sl].to(dt) + 0.5) * TILE)[:, None, None]
-        near.append(closest_point(s[ms], cx, cy, H, W)[1].view(-1) <= reach[ms] ** 2)
-    active = torch.cat(near).nonzero().view(-1)                                      # one transfer per call
-    offs = torch.arange(TILE, device=dev, dtype=dt) + 0.5
-    ox, oy = offs.expand(1, TILE, TILE), offs[:, None].expand(1, TILE, TILE)
-    for a in range(0, len(active), CHUNK):                                          # pixels of near tiles
-        idx = active[a:a + CHUNK]
-        xs = (tx[idx].to(dt) * TILE)[:, None, None] + ox                              # (K, 8, 8) px; full grids
-        ys = (ty[idx].to(dt) * TILE)[:, None, None] + oy                              # run faster than (K,1,8) x (K,8,1)
-        alpha[idx] = alpha_at(s[m[idx]], xs, ys, H, W, hard_ramp)
-    return StrokeTiles(ty0, tx0, th, tw, offset, alpha, boxes)
 
 
 def tile_crop(t: StrokeTiles, i: int, H: int, W: int) -> tuple[torch.Tensor, int, int]:
