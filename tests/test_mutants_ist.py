@@ -275,3 +275,25 @@ def test_stroke_field_moves_with_its_phases(painter):
     assert all(t.device.type == "meta" for t in [*field.parameters(), *field.buffers()])
     for ph in field.phases:
         assert all(t.device.type == "meta" and t.dtype == torch.long for t in (ph.blocks, ph.row, ph.col))
+
+
+def test_stroke_pressures_start_firm_but_varied(painter):
+    """Both pressure fields start uniform over [0.5, 1) (firm, not all saturated, drawn apart): their
+    median near 0.75 and the two fields different. Guards against a pressure start pushed to the
+    clamp, or one field copied into the other."""
+    field = StrokeField(torch.rand(3, 64, 64), painter, _tiny(strokes=200))
+    p = field.actions().detach()[:, 6:8]
+    med = p.median(0).values
+    assert ((0.65 < med) & (med < 0.85)).all(), med
+    assert not torch.allclose(p[:, 0], p[:, 1], atol=0.05)
+
+
+def test_transfer_paints_a_float64_picture(painter):
+    """A float64 picture (e.g. from numpy) paints like its float32 copy: the strokes take the field's
+    dtype, not the picture's. Guards against the starting colours keeping the picture's dtype (a
+    float64 field that the float32 painter cannot run)."""
+    img = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(8))
+    a, _ = transfer(painter, img.double(), _tiny(steps=1, strokes=2))
+    b, _ = transfer(painter, img, _tiny(steps=1, strokes=2))
+    assert a.strokes.dtype == torch.float32
+    torch.testing.assert_close(a.strokes, b.strokes, atol=1e-5, rtol=0)

@@ -201,7 +201,7 @@ def transfer(painter: NeuralPainter, image: torch.Tensor, opts: ISTOptions | Non
     """Paint `image` (3, H, W) in [0, 1]. Returns the painting and the optimisation frames (when asked)."""
     opts = opts or ISTOptions()
     dev = next(painter.gen.parameters()).device
-    target = F.interpolate(image[None].to(dev), size=(opts.size, opts.size), mode="bilinear", antialias=True,
+    target = F.interpolate(image[None].to(dev, torch.float32), size=(opts.size, opts.size), mode="bilinear", antialias=True,
                            align_corners=False)[0].clamp(0, 1)
     painter.gen.requires_grad_(False)
     field = StrokeField(target, painter, opts)
