@@ -126,8 +126,8 @@ if [ "$ACTION" = fresh ]; then
 fi
 [ -d "$WORK" ] || { echo "mutation.sh: no pass for $MOD yet: bash $0 $MOD" >&2; exit 2; }
 cd "$WORK"
-# processes the tests start (torchrun, subprocess CLIs) import the mutated tree, not the installed kaogen
-export PYTHONPATH="$WORK/mutants${PYTHONPATH:+:$PYTHONPATH}"
+# (processes the tests start, torchrun or a subprocess CLI, import the installed kaogen: unmutated.
+# Pointing PYTHONPATH at mutants/ breaks mutmut's stats collection, so those tests cannot kill.)
 export REPO MUTATION_ACTION="${FIRST:-$ACTION}" MUTATION_REV="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || true)"
 
 summarise() {
