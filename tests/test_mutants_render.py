@@ -598,3 +598,16 @@ def test_animations_side_by_side_show_the_target_left_of_every_frame(tmp_path):
         assert f.shape == (16, 32, 3)
         assert np.abs(f[:, :16].astype(int) - [0, 0, 255]).max() <= 8
         assert psnr(f[:, 16:], s) > 30
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_no_strokes_rasterise_to_no_alpha_on_every_path(dense):
+    """An empty painting (0 strokes) is valid input everywhere: the exact, tiled and soft rasterisers
+    give (0, H, W) (the soft one's windowed path raised "cannot reshape tensor of 0 elements")."""
+    from kaogen.render.rasterize import rasterize
+    from kaogen.render.soft import soft_rasterize
+
+    none = torch.zeros(0, S.NUM_FIELDS)
+    assert rasterize(none, 12, 10).shape == (0, 12, 10)
+    soft = soft_rasterize(none, 12, 10, dense=dense)
+    assert soft.shape == (0, 12, 10) and soft.dtype == none.dtype

@@ -135,6 +135,6 @@ def _place(a: torch.Tensor, win: Windows, H: int, W: int) -> torch.Tensor:
     M = a.shape[0]
     rows = win.top[:, None] + torch.arange(win.h, device=a.device)                  # (M, h)
     cols = win.left[:, None] + torch.arange(win.w, device=a.device)                 # (M, w)
-    flat_idx = (rows[:, :, None] * W + cols[:, None, :]).reshape(M, -1)            # (M, h*w)
+    flat_idx = (rows[:, :, None] * W + cols[:, None, :]).reshape(M, win.h * win.w)  # (M, h*w)
     zeros = torch.zeros(M, H * W, device=a.device, dtype=a.dtype)
-    return zeros.scatter(1, flat_idx, a.reshape(M, -1))
+    return zeros.scatter(1, flat_idx, a.reshape(M, win.h * win.w))
