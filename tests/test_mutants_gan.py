@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from kaogen.errors import KaogenError
 from kaogen.gan.ada import augment
 from kaogen.gan.augment import Augment, diffaugment
 
@@ -542,3 +543,12 @@ def test_train_shows_its_progress_in_images_by_default(tmp_path, capsys):
     assert "gan" in err and "4/4" in err, err
     tiny_trainer(tmp_path / "b", kimg=0.004).train(progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_a_snapshot_interval_under_one_image_is_refused(tmp_path):
+    """snapshot_kimg rounds to whole images; one that rounds to 0 images was a ZeroDivisionError in the
+    loop: refused in one line when the trainer is made, before any step."""
+    for bad in (0.0, 0.0004, -1.0):
+        with pytest.raises(KaogenError, match="snapshot_kimg must be at least 0.001"):
+            tiny_trainer(tmp_path / f"r{bad}", snapshot_kimg=bad)
+    assert tiny_trainer(tmp_path / "ok", snapshot_kimg=0.0006).cfg.snapshot_kimg == 0.0006   # rounds to 1 image

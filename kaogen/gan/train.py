@@ -50,6 +50,8 @@ GRID_SEEDS = list(range(16))
 
 class GANTrainer:
     def __init__(self, cfg: GANConfig, sampler: RealSampler, run: Path, device="cpu", seed: int = 0):
+        if round(cfg.snapshot_kimg * 1000) < 1:     # the loop snapshots every round(snapshot_kimg * 1000) images
+            raise KaogenError(f"snapshot_kimg must be at least 0.001 (one image), not {cfg.snapshot_kimg}")
         self.cfg, self.sampler, self.run, self.device = cfg, sampler, Path(run), torch.device(device)
         self.rank, self.world = dist_info()
         with torch.random.fork_rng(devices=[]):
