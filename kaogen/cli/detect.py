@@ -75,7 +75,8 @@ def train_detector(data, arch, patch, no_patch, pretrained, split, config_path, 
         cfg = load_config(DetectConfig, config_path, **over) if config_path else from_dict(DetectConfig, over)
         # everything that can be refused is checked before the run folder exists (no empty folders)
         check_spec(spec_of(cfg))
-        if not len(PageSet.load(data, cfg.split, "train")):
+        train = PageSet.load(data, cfg.split, "train")
+        if not len(train):
             raise KaogenError("no training pages (check --split and pages.json)")
         run = next_run_dir(outdir, "detector") if rank == 0 else None
         if world > 1:
@@ -84,7 +85,7 @@ def train_detector(data, arch, patch, no_patch, pretrained, split, config_path, 
             holder = [str(run) if run else None]
             torch.distributed.broadcast_object_list(holder, 0)
             run = Path(holder[0])
-    train = PageSet.load(data, cfg.split, "train")
+    train = PageSet.load(data, cfg.split, "train") if resume else train
     dev = PageSet.load(data, cfg.split, "dev") if cfg.split != "all" else train
     dev = dev if len(dev) else PageSet.load(data, cfg.split, "test") if cfg.split != "all" else train
     dev_ = resolve_device(device)

@@ -38,7 +38,7 @@ def parse_seeds(text: str) -> list[int]:
         for part in text.split(","):
             if "-" in part.strip()[1:]:
                 a, b = part.split("-", 1)  # pragma: no mutate (a second '-' fails int() or the order check either way)
-                if int(b) < int(a):
+                if int(b) < int(a) or int(a) < 0 or int(b) > SEED_MAX:   # checked before the range is built
                     raise ValueError
                 out += list(range(int(a), int(b) + 1))
             elif part.strip():
