@@ -574,3 +574,137 @@ def test_dataset_warns_when_the_metadata_changed_after_the_download(tmp_path):
     with pytest.warns(UserWarning, match="labels.csv changed since"):
         ds = KaoKoreDataset(root, labels="status")
     assert [r.status for r in ds.records] == [3, 1]
+
+
+def _tagged_root(root, works: list[str]):
+    """_tiny_root with one face per entry of `works` (all official train), each face's experts' tags
+    in original_tags.txt: its work (原典), holder (所蔵) and period (制作年)."""
+    root = _tiny_root(root, [(i % 2, i % 4, "train") for i in range(len(works))])
+    (root / "original_tags.txt").write_text(
+        "".join(f"{i:08d}.jpg:向き=正面;原典={w};所蔵=蔵{i};制作年={1500 + i}年\n" for i, w in enumerate(works)),
+        encoding="utf-8")
+    return root
+
+
+def test_dataset_defaults_are_train_both_labels_official_seed_0_and_no_decoding(tmp_path):
+    """KaoKoreDataset(root) is the documented default: the official train split, both labels, split
+    seed 0, fractions 0.8/0.1/0.1, and files are only checked to exist (check=False): a file that
+    does not decode is not opened at construction, so it stays in and nothing is reported broken."""
+    from kaogen.data.datasets import KaoKoreDataset
+    from kaogen.data.splits import DEFAULT_FRACTIONS
+
+    root = _tiny_root(tmp_path / "k", [(0, 3, "train"), (1, 2, "train"), (1, 0, "test")])
+    (root / "images_256" / "00000001.jpg").write_bytes(b"not a jpeg")
+    ds = KaoKoreDataset(root)
+    assert [r.image for r in ds.records] == ["00000000.jpg", "00000001.jpg"] and ds.corrupt == []
+    assert set(ds[0]) == {"image", "name", "gender", "status", "orientation", "work", "holder", "period"}
+    with pytest.warns(UserWarning, match="1 broken"):
+        checked = KaoKoreDataset(root, check=True)
+    assert [r.image for r in checked.records] == ["00000000.jpg"] and checked.corrupt == ["00000001.jpg"]
+    # the split seed and fractions: by-work over 12 works, default against explicit arguments
+    works = [f"W{i:02d}" for i in range(12)]
+    root = _tagged_root(tmp_path / "w", works)
+    names = lambda d: [r.image for r in d.records]  # noqa: E731
+    base = names(KaoKoreDataset(root, strategy="by-work"))
+    assert base == names(KaoKoreDataset(root, strategy="by-work", seed=0, fractions=DEFAULT_FRACTIONS))
+    assert base != names(KaoKoreDataset(root, strategy="by-work", seed=1))
+
+
+def test_dataset_split_follows_its_seed_and_fractions_exactly(tmp_path):
+    """The dataset's faces are the ones assign_splits gives for the seed and fractions passed, for
+    each side (not another seed's, nor the default fractions')."""
+    from kaogen.data.datasets import KaoKoreDataset
+    from kaogen.data.metadata import load_metadata
+
+    root = _tagged_root(tmp_path / "w", [f"W{i:02d}" for i in range(16)])
+    recs = load_metadata(root).records
+    for seed, fractions in ((3, (0.5, 0.25, 0.25)), (7, (0.25, 0.5, 0.25))):
+        sides = assign_splits(recs, "by-work", seed, fractions)
+        for split in ("train", "dev", "test"):
+            want = sorted(k for k, v in sides.items() if v == split)
+            got = [r.image for r in KaoKoreDataset(root, split=split, labels="none", strategy="by-work",
+                                                    seed=seed, fractions=fractions).records]
+            assert got == want, (seed, fractions, split)
+
+
+def test_dataset_items_carry_all_four_expert_tags(tmp_path):
+    from kaogen.data.datasets import KaoKoreDataset
+
+    item = KaoKoreDataset(_tagged_root(tmp_path / "w", ["病草子", "男衾三郎絵詞"]), labels="none")[1]
+    assert (item["orientation"], item["work"], item["holder"], item["period"]) == ("front", "男衾三郎絵詞", "蔵1", "1501年")
+
+
+def test_dataset_reads_the_image_folder_of_its_size_and_keeps_the_metadata_problems(tmp_path):
+    """size=200 reads images_200/ (v1.3's Keio size), not images_256/; rows the metadata skipped are
+    listed on the dataset (ds.problems, one line each) as load_metadata reports them."""
+    from kaogen.data.datasets import KaoKoreDataset
+    from kaogen.data.metadata import load_metadata
+
+    root = _tiny_root(tmp_path / "k", [(0, 3, "train"), (1, 2, "train")])
+    (root / "images_256").rename(root / "images_200")
+    with open(root / "labels.csv", "a") as f:
+        f.write("00000009.jpg,7,1,train\n")
+    ds = KaoKoreDataset(root, size=200, labels="none")
+    assert len(ds) == 2 and ds.folder == root / "images_200"
+    assert ds.problems == load_metadata(root).problems and len(ds.problems) == 1
+    with pytest.warns(UserWarning, match="2 images missing"), pytest.raises(KaogenError, match="images_256"):
+        KaoKoreDataset(root, labels="none")
+
+
+def test_dataset_counts_every_withdrawn_face_and_keeps_the_faces_after_one(tmp_path):
+    from kaogen.data.datasets import KaoKoreDataset
+
+    root = _tiny_root(tmp_path / "k", [(0, 3, "train")] * 5)
+    urls = (root / "urls.txt").read_text().splitlines()
+    urls[1] = urls[3] = ""                                                   # faces 1 and 3 withdrawn
+    (root / "urls.txt").write_text("\n".join(urls) + "\n")
+    ds = KaoKoreDataset(root, labels="none")
+    assert ds.withdrawn == 2 and [r.image for r in ds.records] == ["00000000.jpg", "00000002.jpg", "00000004.jpg"]
+
+
+def test_dataset_warns_about_missing_faces_and_about_broken_ones_each_alone(tmp_path):
+    """Missing files alone warn (with 0 broken); broken files alone (check=True) warn too; a
+    complete, decodable root is silent."""
+    import warnings
+
+    from kaogen.data.datasets import KaoKoreDataset
+
+    root = _tiny_root(tmp_path / "k", [(0, 3, "train")] * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(KaoKoreDataset(root, labels="none", check=True)) == 3
+    (root / "images_256" / "00000002.jpg").unlink()
+    with pytest.warns(UserWarning, match="1 images missing and 0 broken"):
+        assert len(KaoKoreDataset(root, labels="none")) == 2
+    root = _tiny_root(tmp_path / "b", [(0, 3, "train")] * 3)
+    (root / "images_256" / "00000001.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.warns(UserWarning, match="0 images missing and 1 broken"):
+        assert len(KaoKoreDataset(root, labels="none", check=True)) == 2
+
+
+def test_square_resize_crops_at_the_floor_of_half_the_excess_and_resizes_with_lanczos():
+    """A 15 x 8 picture (excess 7) is cropped from column 3 (7 // 2), an 8 x 15 one from row 3;
+    the resize is Pillow's LANCZOS (which differs from its BICUBIC default on this noise)."""
+    import numpy as np
+    from PIL import Image
+
+    from kaogen.data.datasets import square_resize
+
+    cols = np.repeat((np.arange(15, dtype=np.uint8) * 16)[None, :, None], 8, axis=0).repeat(3, axis=2)
+    wide = Image.fromarray(cols)
+    assert np.asarray(square_resize(wide, 8))[0, :, 0].tolist() == [16 * x for x in range(3, 11)]
+    tall = Image.fromarray(np.ascontiguousarray(cols.transpose(1, 0, 2)))
+    assert np.asarray(square_resize(tall, 8))[:, 0, 0].tolist() == [16 * y for y in range(3, 11)]
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    lanczos = noise.resize((8, 8), Image.Resampling.LANCZOS)
+    assert lanczos.tobytes() != noise.resize((8, 8)).tobytes()
+    assert square_resize(noise, 8).tobytes() == lanczos.tobytes()
+
+
+def test_image_folder_default_resolution_is_256(tmp_path):
+    from PIL import Image
+
+    from kaogen.data.datasets import ImageFolderDataset
+
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(tmp_path / "a.png")
+    assert ImageFolderDataset(tmp_path)[0]["image"].shape == (3, 256, 256)

@@ -144,7 +144,7 @@ class KaoKoreDataset(torch.utils.data.Dataset):
         self.folder = image_dir(root, size)
         self.problems = list(meta.problems)
         sides = assign_splits(meta.records, strategy, seed, fractions)
-        want = {"gender", "status"} if labels == "both" else set() if labels == "none" else {labels}
+        want = {"gender", "status"} if labels == "both" else {labels}   # "none" asks for neither
         records = []
         withdrawn = meta.withdrawn
         self.withdrawn = 0
