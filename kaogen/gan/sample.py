@@ -73,16 +73,18 @@ class GeneratorBundle:
         c[:, self.class_names.index(name)] = 1
         return c
 
-    @torch.no_grad()
+    # no_grad inside the bodies, not as decorators: mutmut 3 skips decorated functions
     def ws(self, seeds: list[int], truncation: float = 1.0, label: str | None = None) -> torch.Tensor:
-        z = seed_latents(seeds, self.G.cfg.z_dim).to(self.device)
-        return self.G.mapping(z, self.label(label, len(seeds)), truncation)
+        """The (N, num_ws, w_dim) latents of `seeds`, truncated towards the mean w (1.0: none)."""
+        with torch.no_grad():
+            z = seed_latents(seeds, self.G.cfg.z_dim).to(self.device)
+            return self.G.mapping(z, self.label(label, len(seeds)), truncation)
 
-    @torch.no_grad()
     def synthesize(self, ws: torch.Tensor, batch: int = 16) -> torch.Tensor:
-        """ws (N, num_ws, w_dim) -> images (N, 3, R, R) in [0, 1]."""
-        out = [self.G.synthesis(ws[i:i + batch], noise="const") for i in range(0, len(ws), batch)]
-        return ((torch.cat(out) + 1) / 2).clamp(0, 1).cpu()
+        """ws (N, num_ws, w_dim) -> images (N, 3, R, R) in [0, 1], on the CPU."""
+        with torch.no_grad():
+            out = [self.G.synthesis(ws[i:i + batch], noise="const") for i in range(0, len(ws), batch)]
+            return ((torch.cat(out) + 1) / 2).clamp(0, 1).cpu()
 
     def generate(self, seeds: list[int], truncation: float = 1.0, label: str | None = None, device=None,
                  batch: int = 16) -> torch.Tensor:
