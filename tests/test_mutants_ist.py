@@ -277,6 +277,31 @@ def test_stroke_field_moves_with_its_phases(painter):
         assert all(t.device.type == "meta" and t.dtype == torch.long for t in (ph.blocks, ph.row, ph.col))
 
 
+def test_stroke_field_is_built_on_its_targets_device(painter):
+    """A StrokeField made for a target on another device (the meta device, standing for a GPU) has
+    every parameter, buffer and phase index tensor there, and no op mixes devices while it is built
+    (StrictDevices fails one, as CUDA does). Guards against the strokes, the block indices, the
+    phases or the paper colour made on the CPU (a device mismatch, or a copy per step, on a GPU)."""
+    from test_render_device import StrictDevices
+
+    with StrictDevices():
+        field = StrokeField(torch.rand(3, 64, 64).to("meta"), painter, _tiny(strokes=3))
+    assert all(t.device.type == "meta" for t in [*field.parameters(), *field.buffers()])
+    for ph in field.phases:
+        assert all(t.device.type == "meta" for t in (ph.blocks, ph.row, ph.col))
+
+
+def test_stroke_field_of_a_float64_target_is_float32(painter):
+    """The strokes keep float32 whatever the target's dtype: a float64 target (e.g. from numpy) gives
+    the same float32 logits as its float32 copy. Guards against the starting colours taking the
+    target's dtype (a float64 parameter the float32 painter cannot run)."""
+    img = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(2))
+    a = StrokeField(img.double(), painter, _tiny(strokes=3))
+    b = StrokeField(img, painter, _tiny(strokes=3))
+    assert a.logit.dtype == torch.float32
+    torch.testing.assert_close(a.logit, b.logit, atol=1e-6, rtol=0)
+
+
 def test_stroke_pressures_start_firm_but_varied(painter):
     """Both pressure fields start uniform over [0.5, 1) (firm, not all saturated, drawn apart): their
     median near 0.75 and the two fields different. Guards against a pressure start pushed to the

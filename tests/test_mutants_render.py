@@ -611,3 +611,34 @@ def test_no_strokes_rasterise_to_no_alpha_on_every_path(dense):
     assert rasterize(none, 12, 10).shape == (0, 12, 10)
     soft = soft_rasterize(none, 12, 10, dense=dense)
     assert soft.shape == (0, 12, 10) and soft.dtype == none.dtype
+
+
+def test_stroke_tiles_of_no_strokes_is_an_empty_well_formed_set():
+    """stroke_tiles of zero strokes returns the same fields as for any other count, all empty: (0,)
+    long tile boxes and offsets, a (0, 8, 8) alpha, an empty list of boxes. Guards against the early
+    return for zero tiles dropping a field (None where a tensor is documented)."""
+    from kaogen.render.tiles import TILE, stroke_tiles
+
+    t = stroke_tiles(torch.zeros(0, S.NUM_FIELDS), 24, 40)
+    for f in (t.ty0, t.tx0, t.th, t.tw, t.offset):
+        assert isinstance(f, torch.Tensor) and f.shape == (0,) and f.dtype == torch.long
+    assert t.alpha.shape == (0, TILE, TILE) and t.boxes == []
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_stroke_tiles_do_not_depend_on_the_chunk_size(monkeypatch, chunk):
+    """The tiles are culled (64 * CHUNK tile centres at a time) and evaluated (CHUNK tiles at a time)
+    in chunks; with chunks far smaller than the stroke set (many chunks of each kind) every field
+    and alpha value is the one of a single chunk. Guards against a chunk's slice that starts at 0 or
+    runs to the end (what the real CHUNK shows only beyond 262,144 tiles)."""
+    from kaogen.render import tiles as T
+
+    s = S.random_strokes(16, gen(8))
+    whole = T.stroke_tiles(s, 96, 104)
+    assert len(whole.alpha) > 64 * chunk * 2                           # several culling chunks too
+    monkeypatch.setattr(T, "CHUNK", chunk)
+    parts = T.stroke_tiles(s, 96, 104)
+    assert parts.boxes == whole.boxes
+    for a, b in ((parts.ty0, whole.ty0), (parts.tx0, whole.tx0), (parts.th, whole.th), (parts.tw, whole.tw),
+                 (parts.offset, whole.offset), (parts.alpha, whole.alpha)):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
