@@ -8,7 +8,8 @@
 #   bash benchmarks/mutation.sh data/download show kaogen.data.download.x_fetch_one__mutmut_12
 #   bash benchmarks/mutation.sh data/download run 'kaogen.data.download.x_fetch_one__mutmut_12'
 #   bash benchmarks/mutation.sh data/download rerun   # the current tests against the last survivors
-#                                                     # (and the mutants no test reached)
+#                                                     # (and the mutants no test reached;
+#                                                     # `rerun unchecked`: and those never run here)
 #   bash benchmarks/mutation.sh render/export equivalent NAME 'why it behaves the same'
 #
 # Too slow for CI (minutes to an hour per module on 2 cores); it is not part of .ci/run. Each
@@ -65,7 +66,7 @@ declare -A ONLY=(
 )
 ORDER="render/coverage render/tiles render/composite render/export data/download data/metadata data/splits data/iiif data/datasets images checkpoint config l2p/refine l2p/plan l2p/distance l2p/networks gan/augment gan/ada gan/train gan/sample ist/transfer"
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 MOD="${1%.py}"; MOD="${MOD#kaogen/}"; shift || true
 
@@ -177,8 +178,10 @@ case "$ACTION" in
   rerun)                     # the repository's tests now, against the last pass' survivors and untested
     cp -a "$REPO"/tests/. tests/
     find tests -name __pycache__ -prune -exec rm -rf {} +
-    # the survivors, and the mutants no test reached (a new test may reach them now)
-    { cat survivors.txt; sed -n 's/^ *\(\S*\): no tests$/\1/p' results.txt; } > survivors-before.txt
+    # the survivors, and the mutants no test reached (a new test may reach them now); with
+    # `rerun unchecked` also those this folder never ran (a pass over some functions only)
+    { cat survivors.txt; sed -n 's/^ *\(\S*\): no tests$/\1/p' results.txt
+      if [ "${1:-}" = unchecked ]; then sed -n 's/^ *\(\S*\): not checked$/\1/p' results.txt; fi; } > survivors-before.txt
     [ -s survivors-before.txt ] || { echo "mutation.sh: no survivors to rerun"; exit 0; }
     cp summary.txt summary-before.txt; cp results.txt results-before.txt
     write_pyproject          # the module's test files as they are now (mutmut then re-collects its stats)
