@@ -86,6 +86,25 @@ def test_a_stamped_root_whose_urls_changed_otherwise_is_refused_unchanged(tmp_pa
     assert _root_state(root) == before
 
 
+def test_a_stamped_root_whose_urls_txt_was_deleted_is_taken_up_for_its_own_version(tmp_path):
+    """A stamped 1.2 root whose urls.txt was deleted (or rewritten) since: the stamp's digest says
+    the images were fetched from 1.2's own urls.txt, so asking for 1.2 again keeps every image and
+    fetches nothing; asking for 1.3 is refused (which URL each image came from is not the target's),
+    naming the fresh command, and changes nothing."""
+    old, new = make_metadata(tmp_path / "old", OLD), make_metadata(tmp_path / "new", NEW)
+    root = tmp_path / "root"
+    with IIIFServer() as srv:
+        download(_opts(root, srv, metadata=str(old), version="1.2"))
+        (root / "urls.txt").unlink()
+        before = _root_state(root)
+        with pytest.raises(KaogenError, match="holds images fetched for KaoKore 1.2"):
+            download(_opts(root, srv, metadata=str(new), version="1.3"))
+        assert _root_state(root) == before
+        again = download(_opts(root, srv, metadata=str(old), version="1.2"))
+    assert again.previous == "1.2" and again.replaced == [] and again.fetched == 0 and again.complete
+    assert (root / "urls.txt").read_bytes() == (old / "urls.txt").read_bytes()
+
+
 def test_an_unstamped_urls_txt_says_where_each_image_came_from(tmp_path):
     """The official layout with urls.txt and no stamp: its images are held against that urls.txt; it
     is named "an unstamped urls.txt" unless it is the target's own, then the target's version."""

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import http.client
 import io
 import json
@@ -308,6 +309,10 @@ def _previous_urls(root: Path, target: dict[str, bytes], opts: DownloadOptions) 
         # An earlier run was cut short after writing the target's urls.txt (written last, after the
         # images whose URL differs were removed) and before its stamp.
         return read_urls(urls_file), opts.version
+    if st is not None and st.digests.get("urls.txt") == hashlib.sha256(target["urls.txt"]).hexdigest():
+        # urls.txt deleted or rewritten since the stamp, whose digest says the images were fetched
+        # from the target's own urls.txt
+        return _urls_of(target["urls.txt"]), st.version
     if st is not None:
         raise KaogenError(
             f"{root} holds images fetched for KaoKore {st.version}, but its urls.txt changed since, so which URL each "
