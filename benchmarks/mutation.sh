@@ -34,7 +34,7 @@ cd "$REPO"
 R="tests/test_render.py tests/test_render_device.py tests/test_properties.py tests/test_mutants_render.py"
 D="tests/test_data.py tests/test_data_compat.py tests/test_properties.py tests/test_mutants_data.py"
 L="tests/test_l2p.py tests/test_l2p_device.py tests/test_properties.py tests/test_mutants_l2p.py"
-G="tests/test_gan.py tests/test_gan_fidelity.py tests/test_mutants_gan.py"
+G="tests/test_gan.py tests/test_gan_fidelity.py tests/test_mutants_gan.py tests/test_mutants_ada.py"
 F="tests/test_foundation.py tests/test_mutants_foundation.py"
 declare -A MODULES=(
   [render/coverage]="$R"
