@@ -304,12 +304,18 @@ def _jpeg(mode: str) -> bytes:
                                                                                            "gray-jpeg", "jpeg"])
 def test_every_stored_face_is_an_rgb_jpeg_with_the_servers_pixels(tmp_path, data):
     """Whatever the server sends (a PNG, a grayscale JPEG), images_S/NNNNNNNN.jpg is an RGB JPEG with
-    the picture's pixels (within JPEG's error at quality 95); an RGB JPEG is kept byte for byte."""
+    the picture's pixels (within JPEG's error at quality 95); an RGB JPEG is kept byte for byte. A
+    re-encoded face is written at quality 95: its quantisation tables are quality 95's (not Pillow's
+    default 75, nor another quality)."""
     dest = tmp_path / "00000000.jpg"
     D._store_image(data, dest)
     with Image.open(dest) as img:
         assert img.format == "JPEG" and img.mode == "RGB" and img.size == (24, 16)
         got = img.getpixel((12, 8))
+        tables = img.quantization
+    ref = io.BytesIO()
+    Image.new("RGB", (24, 16)).save(ref, format="JPEG", quality=95)
+    assert tables == Image.open(ref).quantization
     want = Image.open(io.BytesIO(data)).convert("RGB").getpixel((12, 8))
     assert all(abs(a - b) <= 3 for a, b in zip(got, want)), (got, want)
     if data == _jpeg("RGB"):
@@ -694,3 +700,11 @@ def test_version_switch_edges_stray_images_counts_and_a_crash_midway(tmp_path, m
     assert report.replaced == ["00000002.jpg", "00000004.jpg", "00000006.jpg", "00000007.jpg"]
     assert not (old2 / "images_256" / "00000007.jpg").exists()
     assert (old2 / "images_256" / "00000006.jpg").read_bytes() == face_bytes(6)
+
+
+def test_a_urls_txt_with_bytes_that_are_not_utf8_is_read_line_for_line():
+    """urls.txt is read leniently (a stray byte from another tool's encoding becomes U+FFFD): the
+    line count, which numbers the faces, is kept and the readable lines are as written, instead of a
+    UnicodeDecodeError traceback."""
+    urls = D._urls_of(b"\xef\xbb\xbfhttps://h/a.jpg\r\nhttps://h/\xff\xfe.jpg\n\nhttps://h/c.jpg\n")
+    assert urls == ["https://h/a.jpg", "https://h/\ufffd\ufffd.jpg", "", "https://h/c.jpg"]
