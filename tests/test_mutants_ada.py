@@ -146,3 +146,36 @@ def test_a_flat_image_stays_flat_under_the_geometric_ops(op, value):
     prm[op] = torch.tensor([value]) if op != "xfrac" else torch.tensor([value])
     y = augment(x, 1.0, "g", params=prm)
     assert (y - 0.7).abs().max() < 1e-5
+
+
+def test_reflection_indices_mirror_without_repeating_the_edge():
+    """_reflect maps any index into [0, n - 1] as ..., 2, 1, 0, 1, 2, ..., n - 2, n - 1, n - 2, ...;
+    a 1-px side maps everything to 0, a 2-px side alternates."""
+    from kaogen.gan.ada import _reflect
+
+    i = torch.arange(-6, 9)
+    assert _reflect(i, 4).tolist() == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1, 2]
+    assert _reflect(i, 2).tolist() == [0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0]
+    assert _reflect(i, 1).tolist() == [0] * 15
+
+
+def test_quarter_turns_go_one_way_and_shifts_work_on_oblong_images():
+    """Three quarter turns are one quarter turn the other way (with one and two turns, every k is
+    pinned); on an oblong 6 x 10 image a whole-pixel shift moves the pixels as on a square one."""
+    from kaogen.gan.ada import blit
+
+    x = torch.randn(4, 3, 12, 12, generator=torch.Generator().manual_seed(5))
+    prm = identity(4)
+    prm["rotate90"] = torch.tensor([0.0, 1, 2, 3])
+    y = blit(x, prm)
+    d = 1 if torch.equal(y[1], torch.rot90(x[1], 1, (1, 2))) else 3
+    assert torch.equal(y[0], x[0]) and torch.equal(y[1], torch.rot90(x[1], d, (1, 2)))
+    assert torch.equal(y[2], torch.rot90(x[2], 2, (1, 2))) and torch.equal(y[3], torch.rot90(x[3], 4 - d, (1, 2)))
+    oblong = torch.randn(1, 3, 6, 10, generator=torch.Generator().manual_seed(6))
+    prm = identity(1)
+    prm["xint"] = torch.tensor([[3 / 10, 0.0]])                        # 3 px to the right
+    z = blit(oblong, prm)
+    assert z.shape == oblong.shape and torch.equal(z[..., 3:], oblong[..., :-3])
+    prm["xflip"] = torch.ones(1)
+    prm["xint"] = torch.zeros(1, 2)
+    assert torch.equal(blit(oblong, prm), oblong.flip(-1))
