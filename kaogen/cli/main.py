@@ -60,7 +60,16 @@ cli.add_command(evaluate_detector)
 
 
 def main() -> None:
-    cli(prog_name="kaogen")
+    from kaogen.distributed import exit_now, left_process_group
+
+    try:
+        cli(prog_name="kaogen")
+    except SystemExit as e:             # click ends every command with sys.exit(code)
+        if left_process_group():        # a torchrun worker: exit without the C++ teardown (see exit_now)
+            exit_now(e.code)
+        raise
+    if left_process_group():
+        exit_now(0)
 
 
 if __name__ == "__main__":
