@@ -131,8 +131,9 @@ def test_the_ops_run_on_the_images_device():
         assert colour(x, prm).device.type == "meta"
 
 
-@pytest.mark.parametrize("op,value", [("rotate_pre", math.pi / 4), ("rotate_post", -0.6), ("scale", 0.8), ("scale", 1.3),
-                                      ("aniso", 0.8), ("xfrac", (0.15, -0.1))])
+@pytest.mark.parametrize("op,value", [("rotate_pre", math.pi / 4), ("rotate_pre", 1.0), ("rotate_pre", 1.4),
+                                      ("rotate_post", -0.6), ("scale", 0.8), ("scale", 1.3), ("aniso", 0.8),
+                                      ("xfrac", (0.15, -0.1)), ("xfrac", (0.0, -0.11))])
 def test_a_flat_image_stays_flat_under_the_geometric_ops(op, value):
     """A flat 24 x 32 image is flat after any moderate geometric op, up to its border rows and
     corners: the image is padded by reflection as far as the sampled region reaches (plus the
@@ -179,3 +180,50 @@ def test_quarter_turns_go_one_way_and_shifts_work_on_oblong_images():
     prm["xflip"] = torch.ones(1)
     prm["xint"] = torch.zeros(1, 2)
     assert torch.equal(blit(oblong, prm), oblong.flip(-1))
+
+
+def test_the_geometric_matrix_is_each_ops_inverse_in_the_official_order():
+    """geometric_matrix maps output to input pixels (centred): scale s -> diag(1/s, 1/s); aniso a ->
+    diag(1/a, a); a rotation by theta -> the rotation by theta; a fraction t -> the shift by
+    (-t_x W, -t_y H); all five composed as S R_pre A R_post T (the official order)."""
+    def rot(t):
+        return torch.tensor([[math.cos(t), -math.sin(t), 0.0], [math.sin(t), math.cos(t), 0.0], [0.0, 0.0, 1.0]])
+
+    def diag(a, b):
+        return torch.diag(torch.tensor([a, b, 1.0]))
+
+    prm = identity(1)
+    prm.update(scale=torch.tensor([1.25]), rotate_pre=torch.tensor([0.4]), aniso=torch.tensor([0.8]),
+               rotate_post=torch.tensor([-1.1]), xfrac=torch.tensor([[0.1, -0.05]]))
+    shift = torch.tensor([[1.0, 0.0, -0.1 * 32], [0.0, 1.0, 0.05 * 24], [0.0, 0.0, 1.0]])
+    want = diag(0.8, 0.8) @ rot(0.4) @ diag(1.25, 0.8) @ rot(-1.1) @ shift
+    torch.testing.assert_close(geometric_matrix(prm, 24, 32)[0], want, atol=1e-6, rtol=0)
+    for op, value, single in (("scale", 2.0, diag(0.5, 0.5)), ("aniso", 2.0, diag(0.5, 2.0)), ("rotate_post", 0.3, rot(0.3))):
+        one = identity(1)
+        one[op] = torch.tensor([value])
+        torch.testing.assert_close(geometric_matrix(one, 24, 32)[0], single, atol=1e-6, rtol=0)
+
+
+def test_augment_applies_each_group_asked_and_only_to_the_images_whose_ops_fired():
+    """augment() at p > 0 without parameters draws them (the images change); each of 'b', 'g', 'c'
+    runs when asked, alone too (an 'b'-only draw has no colour parameters to apply); within a batch
+    an image none of whose geometric ops fired keeps its pixels exactly while its neighbour, moved by
+    a single op of any kind, changes."""
+    from kaogen.gan.ada import augment
+
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(9)) * 2 - 1
+    assert not torch.equal(augment(x, 1.0, "c", generator=torch.Generator().manual_seed(1)), x)
+    b = sample_params(2, 0.0, "b")
+    b["xflip"] = torch.tensor([1.0, 0.0])
+    y = augment(x, 0.0, "b", params=b)
+    assert torch.equal(y[0], x[0].flip(-1)) and torch.equal(y[1], x[1])
+    c = sample_params(2, 0.0, "c")
+    c["brightness"] = torch.tensor([0.25, 0.0])
+    torch.testing.assert_close(augment(x, 0.0, "c", params=c), x + torch.tensor([0.25, 0.0])[:, None, None, None])
+    for op, value in (("scale", 1.2), ("rotate_pre", 0.5), ("aniso", 1.2), ("rotate_post", 0.5), ("xfrac", (0.1, 0.0))):
+        g = sample_params(2, 0.0, "g")
+        g[op] = g[op].clone()
+        g[op][0] = torch.tensor(value)
+        y = augment(x, 0.0, "g", params=g)
+        assert not torch.allclose(y[0], x[0], atol=1e-3), op
+        assert torch.equal(y[1], x[1]), op
