@@ -227,3 +227,10 @@ def test_augment_applies_each_group_asked_and_only_to_the_images_whose_ops_fired
         y = augment(x, 0.0, "g", params=g)
         assert not torch.allclose(y[0], x[0], atol=1e-3), op
         assert torch.equal(y[1], x[1]), op
+
+
+def test_sample_params_default_to_all_three_groups_on_the_cpu():
+    prm = sample_params(3, 0.5, generator=torch.Generator().manual_seed(0))
+    assert set(prm) == {"xflip", "rotate90", "xint", "scale", "rotate_pre", "aniso", "rotate_post", "xfrac",
+                        "brightness", "contrast", "lumaflip", "hue", "saturation"}
+    assert all(v.device.type == "cpu" and v.shape[0] == 3 for v in prm.values())
