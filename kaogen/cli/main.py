@@ -60,16 +60,23 @@ cli.add_command(evaluate_detector)
 
 
 def main() -> None:
-    from kaogen.distributed import exit_now, left_process_group
-
     try:
         cli(prog_name="kaogen")
     except SystemExit as e:             # click ends every command with sys.exit(code)
-        if left_process_group():        # a torchrun worker: exit without the C++ teardown (see exit_now)
-            exit_now(e.code)
+        _leave(e.code)
         raise
-    if left_process_group():
-        exit_now(0)
+    _leave(0)
+
+
+def _leave(code) -> None:
+    """A torchrun worker that has left its process group exits here, without the interpreter's C++
+    teardown (kaogen.distributed.exit_now); any other process returns. kaogen.distributed (and torch)
+    are loaded only by the commands that can join a group, so `kaogen --help` stays light."""
+    import sys
+
+    dist = sys.modules.get("kaogen.distributed")
+    if dist is not None and dist.left_process_group():
+        dist.exit_now(code)
 
 
 if __name__ == "__main__":
