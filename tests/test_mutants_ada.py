@@ -144,7 +144,7 @@ def test_a_flat_image_stays_flat_under_the_geometric_ops(op, value):
 
     x = torch.full((1, 3, 24, 32), 0.7)
     prm = identity(1)
-    prm[op] = torch.tensor([value]) if op != "xfrac" else torch.tensor([value])
+    prm[op] = torch.tensor([value])                                 # (1,) or, for xfrac, (1, 2)
     y = augment(x, 1.0, "g", params=prm)
     assert (y - 0.7).abs().max() < 1e-5
 
